@@ -1,0 +1,57 @@
+"""authabuse: detect abused SMTP AUTH credentials, from logs and in the mail path.
+
+Criminals steal mail customers' passwords and let botnets send spam through the
+provider's own submission servers. authabuse turns server logs and policy requests into
+events, places their source addresses, counts per account what a botnet cannot hide
+(distinct IPs, networks, countries, volume, destinations) and scores it with
+explainable rules.
+
+>>> import authabuse
+>>> authabuse.parse_ip("::ffff:192.0.2.1")
+IPv4Address('192.0.2.1')
+"""
+
+from __future__ import annotations
+
+from authabuse.errors import (
+    AuthAbuseError,
+    ConfigurationError,
+    CorruptDataError,
+    GeoDataError,
+    IncompatibleError,
+    InvalidEventError,
+    MissingExtraError,
+    ParseError,
+)
+from authabuse.events import (
+    AuthAttempt,
+    Delivery,
+    Event,
+    IPAddress,
+    Submission,
+    event_from_dict,
+    event_from_json,
+    parse_ip,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AuthAbuseError",
+    "AuthAttempt",
+    "ConfigurationError",
+    "CorruptDataError",
+    "Delivery",
+    "Event",
+    "GeoDataError",
+    "IPAddress",
+    "IncompatibleError",
+    "InvalidEventError",
+    "MissingExtraError",
+    "ParseError",
+    "Submission",
+    "__version__",
+    "event_from_dict",
+    "event_from_json",
+    "parse_ip",
+]

@@ -1,0 +1,50 @@
+"""Freeze the public API: a change to ``authabuse.__all__`` must be deliberate."""
+
+from __future__ import annotations
+
+import authabuse
+
+EXPECTED = [
+    "AuthAbuseError",
+    "AuthAttempt",
+    "ConfigurationError",
+    "CorruptDataError",
+    "Delivery",
+    "Event",
+    "GeoDataError",
+    "IPAddress",
+    "IncompatibleError",
+    "InvalidEventError",
+    "MissingExtraError",
+    "ParseError",
+    "Submission",
+    "__version__",
+    "event_from_dict",
+    "event_from_json",
+    "parse_ip",
+]
+
+
+def test_all_is_frozen_and_sorted() -> None:
+    assert authabuse.__all__ == EXPECTED
+    assert sorted(authabuse.__all__) == authabuse.__all__
+
+
+def test_every_public_name_exists_and_is_documented() -> None:
+    for name in authabuse.__all__:
+        obj = getattr(authabuse, name)
+        if name in {"__version__", "Event", "IPAddress"}:
+            continue
+        doc = getattr(obj, "__doc__", None) or ""
+        assert doc.strip(), f"{name} has no docstring"
+        assert ">>>" in doc, f"{name}'s docstring has no example"
+
+
+def test_errors_inherit_builtins() -> None:
+    assert issubclass(authabuse.ConfigurationError, ValueError)
+    assert issubclass(authabuse.ParseError, ValueError)
+    assert issubclass(authabuse.MissingExtraError, ImportError)
+    for name in authabuse.__all__:
+        obj = getattr(authabuse, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, authabuse.AuthAbuseError)
