@@ -1,0 +1,178 @@
+"""Dovecot auth-policy HTTP server (``auth_policy_server_url``).
+
+Dovecot POSTs a JSON object (the ``auth_policy_request_attributes``: login, pwhash,
+remote, device_id, protocol, session_id, and on reports success and policy_reject) to
+``URL?command=allow`` before the passdb lookup and again after a success, and to
+``URL?command=report`` when the authentication finished. It reads ``status`` (and
+``msg``) from the JSON answer: -1 rejects, 0 accepts, N > 0 delays N seconds.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from authabuse.errors import ConfigurationError, InvalidEventError
+from authabuse.events import AuthAttempt, parse_ip
+from authabuse.servers._base import Connection, Limits, ServerBase
+from authabuse.servers._decision import Decider, DovecotAnswers, level_name
+from authabuse.servers._http import HttpConnection, HttpRequest, HttpResponse, serve_metrics
+from authabuse.servers._metrics import Metrics
+
+__all__ = ["DovecotPolicyServer", "parse_api_header"]
+
+log = logging.getLogger("authabuse.servers")
+
+_OK = b'{"status":0}'
+
+
+def parse_api_header(setting: str) -> tuple[str, str]:
+    """Split a Dovecot ``auth_policy_server_api_header`` value into (header, value).
+
+    Dovecot sends ``Name: value`` as that header, and a bare value as ``X-API-Key``.
+
+    >>> parse_api_header("Authorization: Basic dXNlcjpwYXNz")
+    ('authorization', 'Basic dXNlcjpwYXNz')
+    >>> parse_api_header("s3cret")
+    ('x-api-key', 's3cret')
+    """
+    name, sep, value = setting.partition(":")
+    if not sep:
+        name, value = "X-API-Key", setting
+    name, value = name.strip().lower(), value.strip()
+    if not name or not value or any(c < " " for c in setting):
+        raise ConfigurationError("api header must be 'Name: value' or a bare key, one line")
+    return name, value
+
+
+class DovecotPolicyServer(ServerBase):
+    """Answer Dovecot's auth-policy requests with the detector's verdicts.
+
+    ``command=allow`` is judged with :meth:`Decider.check` as if the login succeeded from
+    ``remote`` (the question asked is "may this account log in from here?"), and nothing
+    is recorded; ``command=report`` records the finished authentication (success or
+    failure) with :meth:`Decider.process`. An empty ``login`` is accepted without state.
+    With ``api_header`` set (Dovecot's ``auth_policy_server_api_header`` syntax), requests
+    without that exact header get HTTP 401. ``GET /metrics`` and ``GET /health`` are
+    served on the same port.
+
+    >>> class Blocklist:
+    ...     def check(self, e): return "abuse" if e.account == "eve" else "ok"
+    ...     process = check
+    >>> srv = DovecotPolicyServer(Blocklist())
+    >>> srv.policy("allow", {"login": "eve", "remote": "192.0.2.9", "protocol": "imap"})
+    {'status': -1, 'msg': 'authentication refused by policy'}
+    >>> srv.policy("allow", {"login": "alice", "remote": "192.0.2.9", "protocol": "imap"})
+    {'status': 0}
+    """
+
+    name = "dovecot"
+
+    def __init__(
+        self,
+        decider: Decider,
+        *,
+        answers: DovecotAnswers | None = None,
+        limits: Limits | None = None,
+        metrics: Metrics | None = None,
+        api_header: str | None = None,
+        server_name: str | None = None,
+        max_body: int = 65536,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(limits=limits or Limits(idle_timeout=120.0), metrics=metrics)
+        self.decider = decider
+        self.answers = answers or DovecotAnswers()
+        self.api = parse_api_header(api_header) if api_header else None
+        self.server_name = server_name if server_name is not None else socket.gethostname()
+        self.max_body = max_body
+        self._clock = clock or self.now
+        self._metrics_handler = serve_metrics(self)
+
+    def protocol(self) -> Connection:
+        """Return a protocol instance for one Dovecot (or scraper) connection."""
+        return HttpConnection(self, self.handle, self.max_body)
+
+    def handle(self, req: HttpRequest) -> HttpResponse:
+        """Answer one HTTP request (policy POSTs, ``/metrics`` and ``/health`` GETs)."""
+        if req.method == "GET":
+            return self._metrics_handler(req)
+        if req.method != "POST":
+            return HttpResponse(405, b'{"error":"POST or GET only"}')
+        started = time.perf_counter()
+        if self.api is not None:
+            got = req.headers.get(self.api[0], "")
+            if not hmac.compare_digest(got.encode(), self.api[1].encode()):
+                self.metrics.inc("authabuse_protocol_errors_total", (("reason", "api-key"),))
+                return HttpResponse(401, b'{"error":"missing or wrong API key"}')
+        _, _, query = req.target.partition("?")
+        commands = parse_qs(query).get("command", [])
+        command = commands[-1] if commands else ""
+        if command not in ("allow", "report"):
+            self.metrics.inc("authabuse_protocol_errors_total", (("reason", "command"),))
+            return HttpResponse(400, b'{"error":"command must be allow or report"}')
+        try:
+            data = json.loads(req.body)
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
+            self.metrics.inc("authabuse_protocol_errors_total", (("reason", "malformed-json"),))
+            return HttpResponse(400, b'{"error":"body must be a JSON object"}')
+        reply = self.policy(command, data)
+        body = _OK if reply == {"status": 0} else json.dumps(reply).encode()
+        self.metrics.observe(time.perf_counter() - started)
+        return HttpResponse(200, body)
+
+    def policy(self, command: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Return the JSON answer to one ``allow`` or ``report`` request (already decoded)."""
+        metrics = self.metrics
+        metrics.inc("authabuse_requests_total", (("command", command),))
+        login = data.get("login")
+        if not isinstance(login, str) or not login:
+            status, level = 0, "anonymous"
+        else:
+            try:
+                level = self._decide(command, login, data)
+                status = self.answers.for_level(level) if command == "allow" else 0
+            except InvalidEventError as exc:
+                metrics.inc("authabuse_protocol_errors_total", (("reason", "invalid-value"),))
+                self.log_limited(f"invalid request value: {exc}", peer="")
+                status, level = self.answers.fail, "invalid"
+            except Exception as exc:  # fail open/closed, never crash
+                metrics.inc("authabuse_internal_errors_total")
+                self.log_limited("decision failed, answering the fail status", peer="", exc=exc)
+                status, level = self.answers.fail, "error"
+        action = "reject" if status < 0 else ("tarpit" if status > 0 else "accept")
+        metrics.inc("authabuse_decisions_total", (("level", level), ("action", action)))
+        if status < 0:
+            if level == "abuse":
+                log.warning(
+                    "dovecot: abuse: login=%s remote=%s rejected", login, data.get("remote")
+                )
+            return {"status": status, "msg": self.answers.message}
+        return {"status": status}
+
+    def _decide(self, command: str, login: str, data: dict[str, Any]) -> str:
+        remote = data.get("remote")
+        ip = parse_ip(remote if isinstance(remote, str) else "")
+        service = data.get("protocol")
+        session = data.get("session_id")
+        event = AuthAttempt(
+            time=self._clock(),
+            ip=ip,
+            account=login,
+            succeeded=command == "allow" or data.get("success") is True,
+            service=service if isinstance(service, str) and service else None,
+            session=session if isinstance(session, str) and session else None,
+            server=self.server_name,
+        )
+        if command == "allow":
+            return level_name(self.decider.check(event))
+        return level_name(self.decider.process(event))

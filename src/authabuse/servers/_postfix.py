@@ -1,0 +1,305 @@
+"""Postfix SMTP access policy delegation server (asyncio, standard library).
+
+Protocol (Postfix SMTPD_POLICY_README): the client sends ``name=value`` lines, a blank
+line ends the request; the server answers ``action=...`` followed by a blank line. One
+connection carries many requests, one at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+
+from authabuse.errors import InvalidEventError
+from authabuse.events import Submission, parse_ip
+from authabuse.servers._base import Connection, Limits, ServerBase
+from authabuse.servers._decision import Decider, PostfixAnswers, level_name
+from authabuse.servers._metrics import Metrics
+
+__all__ = ["PostfixPolicyServer"]
+
+log = logging.getLogger("authabuse.servers")
+
+_BINARY = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_STATES = frozenset(
+    {"CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN"}
+)
+_MAX_RCPTS_KEPT = 1000  # Postfix's default smtpd_recipient_limit
+
+
+class _Pending:
+    """Recipients seen so far for one message (one Postfix ``instance``)."""
+
+    __slots__ = ("account", "recipients", "seen", "started")
+
+    def __init__(self, account: str, started: float) -> None:
+        self.account = account
+        self.recipients: list[str] = []
+        self.seen = 0
+        self.started = started
+
+
+class _PostfixConnection(Connection):
+    server: PostfixPolicyServer
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return
+        now = time.monotonic()
+        self.last_activity = now
+        buf = self.buf
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        buf += data
+        server = self.server
+        replies: list[bytes] = []
+        start = 0
+        while True:
+            end = buf.find(b"\n\n", start)
+            if end < 0:
+                break
+            raw = bytes(buf[start:end])
+            start = end + 2
+            if len(raw) > server.limits.max_request_bytes:
+                self.close("oversized")
+                return
+            reply = server.answer(raw, self)
+            if reply is None:  # protocol error: connection already closed
+                return
+            replies.append(reply)
+        if start:
+            del buf[:start]
+        if len(buf) > server.limits.max_request_bytes:
+            self.close("oversized")
+            return
+        self.request_started = (self.request_started or now) if buf else None
+        if replies and self.transport is not None:
+            self.transport.write(b"".join(replies))
+
+    def eof_received(self) -> bool | None:
+        if self.buf.strip():
+            self.server.metrics.inc("authabuse_protocol_errors_total", (("reason", "truncated"),))
+        return None
+
+
+class PostfixPolicyServer(ServerBase):
+    r"""Answer Postfix policy delegation requests with the detector's verdicts.
+
+    Unauthenticated requests (empty ``sasl_username``) are answered ``DUNNO`` without
+    touching state. For an authenticated client, the ``RCPT`` and ``DATA`` requests are
+    judged with :meth:`Decider.check` (nothing recorded); ``END-OF-MESSAGE``, where Postfix
+    sends the real ``recipient_count`` and ``size``, records the message once with
+    :meth:`Decider.process`. Messages are told apart by Postfix's ``instance`` attribute.
+    The answer is the :class:`PostfixAnswers` action for the verdict's level.
+
+    ``answer(raw)`` is the whole protocol step, so it can be exercised without sockets:
+
+    >>> class Limit:
+    ...     '''abuse once an account submitted more than one message'''
+    ...     def __init__(self): self.sent = {}
+    ...     def level(self, e): return "abuse" if self.sent.get(e.account, 0) > 1 else "ok"
+    ...     def check(self, e): return self.level(e)
+    ...     def process(self, e):
+    ...         self.sent[e.account] = self.sent.get(e.account, 0) + 1
+    ...         return self.level(e)
+    >>> srv = PostfixPolicyServer(Limit(), answers=PostfixAnswers(abuse="REJECT 5.7.1 abuse"))
+    >>> def req(state, n):
+    ...     return (f"request=smtpd_access_policy\nprotocol_state={state}\n"
+    ...             f"sasl_username=a@example.jp\nclient_address=192.0.2.{n}\n"
+    ...             f"instance=i{n}\nrecipient=x@example.com\nrecipient_count=1").encode()
+    >>> [srv.answer(req(s, n)) for n in (1, 2, 3) for s in ("RCPT", "END-OF-MESSAGE")]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [b'action=DUNNO\n\n', b'action=DUNNO\n\n', b'action=DUNNO\n\n',
+     b'action=REJECT 5.7.1 abuse\n\n', b'action=REJECT 5.7.1 abuse\n\n',
+     b'action=REJECT 5.7.1 abuse\n\n']
+    >>> srv.answer(b"request=smtpd_access_policy\nprotocol_state=RCPT\nsasl_username=")
+    b'action=DUNNO\n\n'
+    """
+
+    name = "postfix"
+
+    def __init__(
+        self,
+        decider: Decider,
+        *,
+        answers: PostfixAnswers | None = None,
+        limits: Limits | None = None,
+        metrics: Metrics | None = None,
+        server_name: str | None = None,
+        max_pending: int = 100_000,
+        pending_ttl: float = 3600.0,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(limits=limits or Limits(), metrics=metrics)
+        self.decider = decider
+        self.answers = answers or PostfixAnswers()
+        self.server_name = server_name if server_name is not None else socket.gethostname()
+        self.max_pending = max_pending
+        self.pending_ttl = pending_ttl
+        self._clock = clock or self.now
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._recorded: OrderedDict[str, None] = OrderedDict()
+        self._encoded: dict[str, bytes] = {}
+        self._logged_abuse: dict[str, float] = {}
+        self.metrics.gauge(
+            "authabuse_pending_messages",
+            "Messages seen at RCPT whose END-OF-MESSAGE has not arrived yet",
+            lambda: float(len(self._pending)),
+        )
+
+    def protocol(self) -> Connection:
+        """Return a protocol instance for one Postfix connection."""
+        return _PostfixConnection(self)
+
+    def _reply(self, action: str) -> bytes:
+        out = self._encoded.get(action)
+        if out is None:
+            out = b"action=" + action.encode("ascii") + b"\n\n"
+            if len(self._encoded) < 64:
+                self._encoded[action] = out
+        return out
+
+    def answer(self, raw: bytes, conn: Connection | None = None) -> bytes | None:
+        """Answer one request (its lines without the final blank line).
+
+        Returns the reply bytes, or ``None`` after closing ``conn`` because the request
+        was not a policy request at all (binary data, lines without ``=``).
+        """
+        started = time.perf_counter()
+        metrics = self.metrics
+        if _BINARY.search(raw):
+            self._protocol_error(conn, "binary")
+            return None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            metrics.inc("authabuse_protocol_errors_total", (("reason", "non-utf8"),))
+            text = raw.decode("utf-8", "replace")
+        attrs: dict[str, str] = {}
+        for line in text.split("\n"):
+            name, sep, value = line.partition("=")
+            if not sep or not name:
+                self._protocol_error(conn, "malformed")
+                return None
+            attrs[name] = value
+        state = attrs.get("protocol_state", "").upper()
+        metrics.inc(
+            "authabuse_requests_total", (("state", state if state in _STATES else "OTHER"),)
+        )
+        account = attrs.get("sasl_username", "")
+        if not account:
+            action, level = "DUNNO", "unauthenticated"
+        else:
+            try:
+                level = self._decide(state, account, attrs)
+                action = self.answers.for_level(level)
+            except InvalidEventError as exc:
+                metrics.inc("authabuse_protocol_errors_total", (("reason", "invalid-value"),))
+                self.log_limited(f"invalid request value: {exc}", peer=_peer(conn))
+                action, level = self.answers.fail, "invalid"
+            except Exception as exc:  # fail open/closed, never crash
+                metrics.inc("authabuse_internal_errors_total")
+                self.log_limited("decision failed, answering the fail action", peer="", exc=exc)
+                action, level = self.answers.fail, "error"
+        metrics.inc(
+            "authabuse_decisions_total", (("level", level), ("action", action.split(" ", 1)[0]))
+        )
+        if level == "abuse":
+            self._log_abuse(account, attrs.get("client_address", ""), action)
+        reply = self._reply(action)
+        metrics.observe(time.perf_counter() - started)
+        return reply
+
+    def _protocol_error(self, conn: Connection | None, reason: str) -> None:
+        if conn is not None:
+            conn.close(reason)
+        else:
+            self.metrics.inc("authabuse_protocol_errors_total", (("reason", reason),))
+
+    def _decide(self, state: str, account: str, attrs: dict[str, str]) -> str:
+        ip = parse_ip(attrs.get("client_address", ""))
+        key = attrs.get("instance") or f"{attrs.get('client_address')}|{account}"
+        now = self._clock()
+        sender = attrs.get("sender") or None
+        queue_id = attrs.get("queue_id") or None
+        rcpt = attrs.get("recipient", "")
+        pending = self._pending.get(key)
+        if state == "END-OF-MESSAGE":
+            if pending is not None:
+                del self._pending[key]
+            recipients = tuple(pending.recipients) if pending else ((rcpt,) if rcpt else ())
+            event = Submission(
+                time=now,
+                ip=ip,
+                account=account,
+                server=self.server_name,
+                queue_id=queue_id,
+                sender=sender,
+                recipient_count=_int_attr(attrs, "recipient_count"),
+                recipients=recipients,
+                size=_int_attr(attrs, "size"),
+            )
+            if key in self._recorded:  # a second end-of-data hook for the same message
+                return level_name(self.decider.check(event))
+            self._recorded[key] = None
+            if len(self._recorded) > 10_000:
+                self._recorded.popitem(last=False)
+            return level_name(self.decider.process(event))
+        if state == "RCPT":
+            if pending is None or pending.account != account:
+                pending = self._new_pending(key, account)
+            else:
+                self._pending.move_to_end(key)
+            pending.seen += 1
+            if rcpt and len(pending.recipients) < _MAX_RCPTS_KEPT:
+                pending.recipients.append(rcpt)
+        recipients = tuple(pending.recipients) if pending else ((rcpt,) if rcpt else ())
+        event = Submission(
+            time=now,
+            ip=ip,
+            account=account,
+            server=self.server_name,
+            queue_id=queue_id,
+            sender=sender,
+            recipients=recipients,
+        )
+        return level_name(self.decider.check(event))
+
+    def _new_pending(self, key: str, account: str) -> _Pending:
+        now = time.monotonic()
+        pending = _Pending(account, now)
+        self._pending[key] = pending
+        while self._pending:
+            oldest_key, oldest = next(iter(self._pending.items()))
+            if len(self._pending) <= self.max_pending and now - oldest.started <= self.pending_ttl:
+                break
+            del self._pending[oldest_key]
+            self.metrics.inc("authabuse_pending_expired_total")
+        return pending
+
+    def _log_abuse(self, account: str, client: str, action: str) -> None:
+        now = time.monotonic()
+        if now - self._logged_abuse.get(account, -1e9) < 60.0:
+            return
+        if len(self._logged_abuse) > 10_000:
+            self._logged_abuse.clear()
+        self._logged_abuse[account] = now
+        log.warning("postfix: abuse: account=%s client=%s action=%s", account, client, action)
+
+
+def _int_attr(attrs: dict[str, str], name: str) -> int | None:
+    value = attrs.get(name, "")
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidEventError(f"{name} is not a non-negative integer: {value[:30]!r}")
+    return int(value)
+
+
+def _peer(conn: Connection | None) -> str:
+    return conn.peer() if conn is not None else ""
