@@ -15,13 +15,17 @@ EXPECTED = [
     "IPAddress",
     "IncompatibleError",
     "InvalidEventError",
+    "LogParser",
     "MissingExtraError",
     "ParseError",
+    "ParseStats",
     "Submission",
     "__version__",
     "event_from_dict",
     "event_from_json",
+    "iter_events",
     "parse_ip",
+    "parse_line",
 ]
 
 

@@ -33,6 +33,7 @@ from authabuse.events import (
     event_from_json,
     parse_ip,
 )
+from authabuse.parsers import LogParser, ParseStats, iter_events, parse_line
 
 __version__ = "0.1.0.dev0"
 
@@ -47,11 +48,15 @@ __all__ = [
     "IPAddress",
     "IncompatibleError",
     "InvalidEventError",
+    "LogParser",
     "MissingExtraError",
     "ParseError",
+    "ParseStats",
     "Submission",
     "__version__",
     "event_from_dict",
     "event_from_json",
+    "iter_events",
     "parse_ip",
+    "parse_line",
 ]

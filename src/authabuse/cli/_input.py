@@ -1,0 +1,83 @@
+"""Input options shared by every subcommand that reads logs (parse, scan, report, ...).
+
+>>> import argparse
+>>> p = argparse.ArgumentParser()
+>>> add_input_arguments(p)
+>>> args = p.parse_args(["--format", "postfix", "--year", "2024", "--tz", "UTC", "maillog"])
+>>> (args.logs, args.format, args.year, args.tz)
+(['maillog'], 'postfix', 2024, 'UTC')
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from authabuse.events import Event
+    from authabuse.parsers import ParseStats
+
+__all__ = ["add_input_arguments", "events_from_args"]
+
+_FORMATS = ("auto", "postfix", "dovecot", "exim", "sendmail", "jsonl")
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``LOG...``, ``--format``, ``--year``, ``--tz`` and ``--max-line`` to ``parser``."""
+    parser.add_argument(
+        "logs",
+        nargs="+",
+        metavar="LOG",
+        help="log file to read ('-' for standard input; .gz files are decompressed)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=_FORMATS,
+        default="auto",
+        help="log format (default: auto, recognized line by line)",
+    )
+    parser.add_argument(
+        "--year",
+        type=int,
+        default=None,
+        help="year of the first year-less syslog stamp (default: the latest year that "
+        "does not put it in the future); later lines roll over at 31 Dec",
+    )
+    parser.add_argument(
+        "--tz",
+        default=None,
+        metavar="ZONE",
+        help="zone of stamps without an offset: IANA name, UTC or +09:00 "
+        "(default: this machine's local zone)",
+    )
+    parser.add_argument(
+        "--max-line",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="skip (and count) lines longer than this (default: 32768)",
+    )
+
+
+def events_from_args(args: argparse.Namespace, stats: ParseStats) -> Iterator[Event]:
+    """Stream the events of the logs named by the options :func:`add_input_arguments` added.
+
+    Options are validated before the first line is read: a bad ``--tz`` or ``--year``
+    raises :class:`~authabuse.errors.ConfigurationError`, and so does a file that
+    cannot be opened (when its turn comes).
+    """
+    from authabuse.parsers import DEFAULT_MAX_LINE, LogParser, iter_events
+
+    max_line = args.max_line if args.max_line is not None else DEFAULT_MAX_LINE
+    # Validate now, so a usage error is reported before any output.
+    LogParser(args.format, year=args.year, tz=args.tz, max_line=max_line)
+    return iter_events(
+        args.logs,
+        format=args.format,
+        year=args.year,
+        tz=args.tz,
+        stats=stats,
+        max_line=max_line,
+        strict=bool(getattr(args, "strict", False)),
+    )

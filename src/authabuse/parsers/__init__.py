@@ -1,0 +1,32 @@
+"""Log parsers: Postfix, Dovecot, Exim, Sendmail and JSON lines into events.
+
+Lines are read as bytes, one at a time, so memory stays bounded on unbounded input; the
+format is recognized line by line (or forced). Messages are joined by queue id into
+:class:`~authabuse.events.Submission` events with bounded, expiring state. Nothing that
+cannot be parsed stops the stream: it is counted in :class:`ParseStats` (or raised as
+:class:`~authabuse.errors.ParseError` in strict mode).
+
+>>> from authabuse.parsers import iter_events, ParseStats
+>>> stats = ParseStats()
+>>> events = list(iter_events(["examples/postfix-submission.log"], year=2026, tz="UTC",
+...                           stats=stats))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from ._core import DEFAULT_MAX_LINE, FORMATS, LogParser, parse_line
+from ._reader import iter_events, iter_lines, open_log
+from ._stats import ParseStats
+from ._timestamps import parse_tz
+
+__all__ = [
+    "DEFAULT_MAX_LINE",
+    "FORMATS",
+    "LogParser",
+    "ParseStats",
+    "iter_events",
+    "iter_lines",
+    "open_log",
+    "parse_line",
+    "parse_tz",
+]

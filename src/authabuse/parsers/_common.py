@@ -1,0 +1,217 @@
+"""State and helpers shared by the per-format parsers (private)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from authabuse.errors import InvalidEventError
+from authabuse.events import Event, IPAddress, Submission, parse_ip
+
+from ._timestamps import SyslogClock
+
+__all__ = ["Context", "Handler", "LineError", "Pending", "Session", "ip_or_bad", "redact"]
+
+# Dovecot's auth_verbose_passwords puts the tried password into the log; never keep it.
+_PASSWORD = re.compile(r"\((?:SHA1 of )?given password: [^)]*\)|given password: .*$", re.I)
+
+
+def redact(line: str) -> str:
+    """Remove a password Dovecot may have logged (``(given password: ...)``) from ``line``.
+
+    >>> redact("sql: Password mismatch (given password: hunter2) tail")
+    'sql: Password mismatch (given password: <redacted>) tail'
+    """
+    return _PASSWORD.sub("(given password: <redacted>)", line)
+
+
+class LineError(Exception):
+    """A line of a known shape that cannot be parsed; ``reason`` says why (private)."""
+
+    def __init__(self, reason: str, *, invalid_ip: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.invalid_ip = invalid_ip
+
+
+def ip_or_bad(text: str) -> IPAddress:
+    """``parse_ip`` that raises :class:`LineError` (counted as an invalid IP) instead."""
+    try:
+        return parse_ip(text)
+    except InvalidEventError:
+        raise LineError(f"invalid IP address {text[:60]!r}", invalid_ip=True) from None
+
+
+class Handler(Protocol):
+    """What every per-format parser provides."""
+
+    def handle(
+        self,
+        when: datetime,
+        host: str | None,
+        prog: str,
+        pid: str | None,
+        msg: str,
+        out: list[Event],
+    ) -> bool:
+        """Parse one line; append events to ``out``; return False if it was irrelevant."""
+
+
+class Pending:
+    """A message whose submission event waits for the rest of its log lines."""
+
+    __slots__ = (
+        "account",
+        "done",
+        "ip",
+        "nrcpt",
+        "queue_id",
+        "rcpts",
+        "sender",
+        "server",
+        "size",
+        "time",
+    )
+
+    def __init__(
+        self,
+        time: datetime,
+        ip: IPAddress,
+        account: str | None,
+        server: str | None,
+        queue_id: str,
+    ) -> None:
+        self.time = time
+        self.ip = ip
+        self.account = account
+        self.server = server
+        self.queue_id = queue_id
+        self.sender: str | None = None
+        self.size: int | None = None
+        self.nrcpt: int | None = None
+        self.rcpts: list[str] = []
+        self.done = False  # from= (or its equivalent) already seen
+
+    def add_rcpt(self, rcpt: str, limit: int) -> bool:
+        """Record one recipient; return True when every expected recipient was seen."""
+        rcpts = self.rcpts
+        if rcpt not in rcpts and len(rcpts) < limit:
+            rcpts.append(rcpt)
+        return self.nrcpt is not None and len(rcpts) >= self.nrcpt
+
+    def event(self) -> Submission:
+        """Build the submission event from what is known now."""
+        return Submission(
+            time=self.time,
+            ip=self.ip,
+            account=self.account,
+            server=self.server,
+            queue_id=self.queue_id,
+            sender=self.sender,
+            recipient_count=self.nrcpt if self.nrcpt is not None else len(self.rcpts) or None,
+            recipients=tuple(self.rcpts),
+            size=self.size,
+        )
+
+
+class Session:
+    """What one SMTP session (one server process) said so far."""
+
+    __slots__ = ("account", "failed", "ip", "mechanism", "time")
+
+    def __init__(self) -> None:
+        self.account: str | None = None  # account whose login was already reported
+        self.failed = 0  # failures already reported
+        self.ip: IPAddress | None = None
+        self.mechanism: str | None = None
+        self.time: datetime | None = None
+
+
+class Context:
+    """Join state for one parser: pending messages and SMTP sessions, both bounded.
+
+    ``pending`` maps ``(server, queue id)`` to a :class:`Pending` message; entries older
+    than ``join_timeout`` (log time) or beyond ``max_pending`` are emitted as they are and
+    counted as expired. ``sessions`` maps ``(server, pid)`` to per-session state for the
+    formats that need it (Postfix smtpd, Sendmail), bounded by ``max_sessions``.
+    """
+
+    __slots__ = (
+        "clock",
+        "expired",
+        "join_timeout",
+        "max_pending",
+        "max_rcpts",
+        "max_sessions",
+        "now",
+        "pending",
+        "sessions",
+    )
+
+    def __init__(
+        self,
+        *,
+        join_timeout: float,
+        max_pending: int,
+        max_sessions: int,
+        clock: SyslogClock,
+        max_rcpts: int = 1000,
+    ) -> None:
+        self.join_timeout = timedelta(seconds=join_timeout)
+        self.max_pending = max_pending
+        self.max_sessions = max_sessions
+        self.max_rcpts = max_rcpts
+        self.pending: dict[tuple[str | None, str], Pending] = {}
+        self.sessions: dict[tuple[str | None, str], Session] = {}
+        self.now: datetime | None = None
+        self.expired = 0
+        self.clock = clock
+
+    def add_pending(self, key: tuple[str | None, str], msg: Pending, out: list[Event]) -> None:
+        """Start waiting for ``msg``; emit (as expired) anything beyond the bounds."""
+        pending = self.pending
+        old = pending.pop(key, None)
+        if old is not None:  # queue id reused before completion: emit what we had
+            self.expired += 1
+            out.append(old.event())
+        pending[key] = msg
+        if len(pending) > self.max_pending:
+            oldest = next(iter(pending))
+            self.expired += 1
+            out.append(pending.pop(oldest).event())
+
+    def session(self, key: tuple[str | None, str]) -> Session:
+        """Return the state of session ``key``, creating it (bounded, oldest dropped)."""
+        sessions = self.sessions
+        state = sessions.get(key)
+        if state is None:
+            state = Session()
+            sessions[key] = state
+            if len(sessions) > self.max_sessions:
+                del sessions[next(iter(sessions))]
+        return state
+
+    def expire(self, out: list[Event]) -> None:
+        """Emit messages that waited longer than ``join_timeout`` behind the newest line."""
+        now = self.now
+        pending = self.pending
+        if now is None or not pending:
+            return
+        cutoff = now - self.join_timeout
+        while pending:
+            key = next(iter(pending))
+            msg = pending[key]
+            if msg.time >= cutoff:
+                break
+            del pending[key]
+            self.expired += 1
+            out.append(msg.event())
+
+    def flush(self, out: list[Event]) -> int:
+        """Emit every message still waiting; return how many there were."""
+        n = len(self.pending)
+        out.extend(msg.event() for msg in self.pending.values())
+        self.pending.clear()
+        self.sessions.clear()
+        return n

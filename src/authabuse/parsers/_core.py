@@ -1,0 +1,331 @@
+"""The line-by-line parser: envelope, format detection, dispatch, counting (private)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from authabuse.errors import ConfigurationError, InvalidEventError, ParseError
+from authabuse.events import Event, event_from_json
+
+from ._common import Context, Handler, LineError, redact
+from ._dovecot import DovecotParser
+from ._exim import EXIM_STAMP, EximParser
+from ._postfix import PostfixParser
+from ._sendmail import SendmailParser
+from ._stats import ParseStats
+from ._timestamps import SyslogClock, parse_tz
+
+__all__ = ["DEFAULT_MAX_LINE", "FORMATS", "LogParser", "parse_line"]
+
+FORMATS = ("auto", "postfix", "dovecot", "exim", "sendmail", "jsonl")
+"""The names ``format=`` (and ``--format``) accepts."""
+
+DEFAULT_MAX_LINE = 32768
+"""Longest line (in bytes) that is parsed; longer lines are counted and skipped."""
+
+_EXPIRE_EVERY = 4096  # lines between two checks for expired joins
+
+# timestamp (BSD syslog | RFC 3339 / ISO | TAI64N), optional host, program[pid]: message
+_ENVELOPE = re.compile(
+    r"(?:([A-Z][a-z]{2} [ 0-9]?[0-9] [0-9]{2}:[0-9]{2}:[0-9]{2})"
+    r"|([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?"
+    r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?)"
+    r"|@([0-9a-f]{24}))"
+    r" +(?:([^\s:\[]+) )?([^\s\[]+?)(?:\[([0-9]+)\])?: (.*)",
+    re.S,
+)
+# "host exim[pid]: 2021-07-17 23:20:49 ..." (journal export without a leading stamp)
+_HOST_PROG = re.compile(r"([^\s:\[]+) (exim[^\s\[:]*)(?:\[([0-9]+)\])?: (.*)", re.S)
+
+
+class LogParser:
+    """Streaming parser: feed it log lines, get events; joins are bounded in memory.
+
+    ``format`` is one of :data:`FORMATS`: ``"auto"`` recognizes each line by its program
+    name (Postfix, Dovecot, Exim, Sendmail) or shape (a JSON object, an Exim main-log
+    stamp); a named format sends every line to that parser. ``year`` and ``tz`` place
+    year-less and zone-less stamps (defaults: the year that does not put the first line
+    in the future, and the machine's local zone; see ``docs/parsers.md``). ``source``
+    names the input in statistics and errors. With ``strict=True`` a malformed, over-long
+    or unrecognizable line raises :class:`~authabuse.errors.ParseError` instead of being
+    counted. Lines longer than ``max_line`` bytes are skipped and counted. Submissions
+    wait for their queue id to complete at most ``join_timeout`` seconds of log time and
+    at most ``max_pending`` of them wait at once; beyond that they are emitted as they
+    are and counted in ``stats.expired_joins``.
+
+    >>> p = LogParser(year=2024, tz="UTC", source="maillog")
+    >>> events = p.feed(b"Nov  4 09:11:01 mail postfix/smtpd[1234]: warning: "
+    ...                 b"unknown[192.0.2.152]: SASL LOGIN authentication failed: "
+    ...                 b"(reason unavailable), sasl_username=admin", 1)
+    >>> print(events[0].to_json())  # doctest: +NORMALIZE_WHITESPACE
+    {"type": "auth", "time": "2024-11-04T09:11:01+00:00", "account": "admin",
+     "ip": "192.0.2.152", "succeeded": false, "mechanism": "LOGIN", "service": "smtp",
+     "server": "mail"}
+    >>> p.feed("Nov  4 09:11:02 mail postfix/smtpd[1234]: connect from x[192.0.2.1]", 2)
+    []
+    >>> p.stats.lines, p.stats.irrelevant
+    (2, 1)
+    """
+
+    __slots__ = (
+        "_count",
+        "_ctx",
+        "_dovecot",
+        "_exim",
+        "_forced",
+        "_postfix",
+        "_routes",
+        "_sendmail",
+        "clock",
+        "format",
+        "max_line",
+        "source",
+        "stats",
+        "strict",
+    )
+
+    def __init__(
+        self,
+        format: str = "auto",
+        *,
+        year: int | None = None,
+        tz: str | None = None,
+        source: str = "<input>",
+        strict: bool = False,
+        max_line: int = DEFAULT_MAX_LINE,
+        join_timeout: float = 3600.0,
+        max_pending: int = 100_000,
+        max_sessions: int = 100_000,
+        stats: ParseStats | None = None,
+    ) -> None:
+        if format not in FORMATS:
+            raise ConfigurationError(
+                f"unknown log format {format!r} (choose from {', '.join(FORMATS)})"
+            )
+        if year is not None and not 1970 <= year <= 9999:
+            raise ConfigurationError(f"year {year} out of range 1970..9999")
+        if max_line < 80:
+            raise ConfigurationError("max_line must be at least 80 bytes")
+        if join_timeout <= 0 or max_pending < 1 or max_sessions < 1:
+            raise ConfigurationError("join_timeout, max_pending and max_sessions must be > 0")
+        self.format = format
+        self.source = source
+        self.strict = strict
+        self.max_line = max_line
+        self.stats = stats if stats is not None else ParseStats()
+        self.clock = SyslogClock(year=year, tz=parse_tz(tz))
+        self._ctx = Context(
+            join_timeout=join_timeout,
+            max_pending=max_pending,
+            max_sessions=max_sessions,
+            clock=self.clock,
+        )
+        self._postfix = PostfixParser(self._ctx)
+        self._dovecot = DovecotParser(self._ctx)
+        self._exim = EximParser(self._ctx)
+        self._sendmail = SendmailParser(self._ctx)
+        forced: dict[str, Handler] = {
+            "postfix": self._postfix,
+            "dovecot": self._dovecot,
+            "exim": self._exim,
+            "sendmail": self._sendmail,
+        }
+        self._forced = forced.get(format)
+        self._routes: dict[str, Handler | None]
+        self._routes = {}
+        self._count = 0
+
+    # -- public API -------------------------------------------------------------------
+
+    def feed(self, line: bytes | str, lineno: int = 0) -> list[Event]:
+        """Parse one line (with or without its newline); return the events it completed.
+
+        Usually zero or one event; a line can also complete a pending submission or
+        push an old one out of the bounded join. ``lineno`` is used in statistics and
+        errors only.
+        """
+        out: list[Event] = []
+        self.feed_into(line, lineno, out)
+        return out
+
+    def flush(self) -> list[Event]:
+        """End of input: emit every submission still waiting for its queue id to finish."""
+        out: list[Event] = []
+        self._ctx.expire(out)
+        self.stats.expired_joins = self._ctx.expired
+        n = self._ctx.flush(out)
+        self.stats.unfinished_joins += n
+        self._count_events(out, 0)
+        return out
+
+    def too_long(self, lineno: int) -> None:
+        """Record that line ``lineno`` exceeded ``max_line`` and was skipped unread."""
+        self.stats.lines += 1
+        self._problem("too_long", lineno, f"line longer than {self.max_line} bytes", "")
+
+    # -- the hot path -----------------------------------------------------------------
+
+    def feed_into(self, line: bytes | str, lineno: int, out: list[Event]) -> None:
+        """Like :meth:`feed`, appending the events to ``out`` (no list per line)."""
+        stats = self.stats
+        stats.lines += 1
+        if isinstance(line, bytes):
+            if len(line) > self.max_line:
+                self._problem("too_long", lineno, f"line longer than {self.max_line} bytes", "")
+                return
+            try:
+                text = line.decode()
+            except UnicodeDecodeError:
+                text = line.decode(errors="replace")
+                stats.non_utf8 += 1
+        else:
+            text = line
+            if len(text) > self.max_line:
+                self._problem("too_long", lineno, f"line longer than {self.max_line} chars", "")
+                return
+        if text[-1:] == "\n":
+            text = text[:-2] if text[-2:] == "\r\n" else text[:-1]
+        start = len(out)
+        self._count += 1
+        if self._count >= _EXPIRE_EVERY:
+            self._count = 0
+            self._ctx.expire(out)
+            stats.expired_joins = self._ctx.expired
+        try:
+            if self._parse(text, out):
+                stats.used += 1
+            else:
+                stats.irrelevant += 1
+        except LineError as exc:
+            if exc.invalid_ip:
+                stats.invalid_ip += 1
+            self._problem("malformed", lineno, exc.reason, text)
+        except InvalidEventError as exc:  # hostile values the event refuses (huge account)
+            self._problem("malformed", lineno, str(exc), text)
+        except _UnrecognizedError:
+            if text.strip():
+                self._problem("unrecognized", lineno, "no known log format", text)
+            else:
+                stats.irrelevant += 1
+        if len(out) > start:
+            self._count_events(out, start)
+
+    def _parse(self, text: str, out: list[Event]) -> bool:
+        m = _ENVELOPE.match(text)
+        if m is not None:
+            bsd, iso, tai, host, prog, pid, msg = m.groups()
+            handler = self._forced
+            if handler is None:
+                if self.format == "jsonl":
+                    raise LineError("not a JSON object")
+                routes = self._routes
+                handler = routes[prog] if prog in routes else self._route(prog)
+            if handler is None:
+                return False
+            try:
+                if bsd is not None:
+                    when = self.clock.bsd(bsd)
+                elif iso is not None:
+                    when = self.clock.iso(iso)
+                else:
+                    when = self.clock.tai64n(tai)
+            except ValueError:
+                raise LineError(f"bad time stamp {(bsd or iso or tai)!r}") from None
+            self._ctx.now = when
+            return handler.handle(when, host, prog, pid, msg, out)
+        first = text[:1]
+        if first == "{":
+            if self._forced is not None:
+                return False
+            return self._json(text, out)
+        if self.format == "jsonl":
+            raise LineError("not a JSON object")
+        if first.isdigit() and self._forced in (None, self._exim):
+            e = EXIM_STAMP.match(text)
+            if e is not None:
+                try:
+                    when = self.clock.iso(e.group(1))
+                except ValueError:
+                    raise LineError(f"bad time stamp {e.group(1)!r}") from None
+                self._ctx.now = when
+                return self._exim.handle(when, None, "exim", None, text[e.end() :], out)
+        h = _HOST_PROG.match(text)
+        if h is not None and self._forced in (None, self._exim):
+            rest = h.group(4)
+            e = EXIM_STAMP.match(rest)
+            if e is None:
+                raise LineError("exim line without a time stamp")
+            # The handler reads Exim's own stamp from the message itself.
+            when = self._ctx.now or datetime.fromtimestamp(0, self.clock.tz)
+            return self._exim.handle(when, h.group(1), h.group(2), h.group(3), rest, out)
+        raise _UnrecognizedError
+
+    def _json(self, text: str, out: list[Event]) -> bool:
+        try:
+            event = event_from_json(text)
+        except InvalidEventError as exc:
+            raise LineError(f"JSON event: {exc}") from None
+        out.append(event)
+        return True
+
+    def _route(
+        self, prog: str
+    ) -> PostfixParser | DovecotParser | EximParser | SendmailParser | None:
+        handler: PostfixParser | DovecotParser | EximParser | SendmailParser | None
+        if prog.startswith("postfix") and "/" in prog:
+            handler = self._postfix
+        elif prog.startswith(("dovecot", "auth")) or prog.endswith("-login"):
+            handler = self._dovecot
+        elif prog.startswith("exim"):
+            handler = self._exim
+        elif prog in ("sendmail", "sm-mta") or prog.startswith("sm-"):
+            handler = self._sendmail
+        else:
+            handler = None
+        if "(" not in prog:  # Dovecot 2.4 puts user and address in the name: do not cache
+            if len(self._routes) >= 1024:
+                self._routes.clear()
+            self._routes[prog] = handler
+        return handler
+
+    def _count_events(self, out: list[Event], start: int) -> None:
+        events = self.stats.events
+        for i in range(start, len(out)):
+            events[out[i].type] += 1
+
+    def _problem(self, kind: str, lineno: int, reason: str, text: str) -> None:
+        if self.strict:
+            raise ParseError(reason, source=self.source, lineno=lineno, line=redact(text)[:500])
+        self.stats.note(kind, self.source, lineno, reason)
+
+
+class _UnrecognizedError(Exception):
+    """No known log format matches the line."""
+
+
+def parse_line(
+    line: bytes | str,
+    format: str = "auto",
+    *,
+    year: int | None = None,
+    tz: str | None = None,
+    strict: bool = False,
+) -> Event | None:
+    """Parse one line on its own: its event, or ``None`` if it carries none.
+
+    Joins need more than one line, so a Postfix ``client=`` line gives its login but no
+    submission here: use :class:`LogParser` or :func:`iter_events` for whole logs. A
+    malformed line is ``None`` too, or a :class:`~authabuse.errors.ParseError` when
+    ``strict`` is true.
+
+    >>> parse_line("2024-03-21 19:26:06 dovecot_login authenticator failed for (User) "
+    ...            "[194.169.175.1]:21298 I=[22.33.44.55]:465 Ci=30416: 535 Incorrect "
+    ...            "authentication data (set_id=uaf589@example.com)", tz="UTC").account
+    'uaf589@example.com'
+    >>> parse_line("Nov 28 05:34:59 mx postfix/qmgr[32564]: C72E720C3B6: removed") is None
+    True
+    """
+    parser = LogParser(format, year=year, tz=tz, strict=strict, source="<line>")
+    events = parser.feed(line, 1)
+    return events[0] if events else None

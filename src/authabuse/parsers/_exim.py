@@ -1,0 +1,186 @@
+"""Exim main log (native or syslog-wrapped): authenticated arrivals, failures (private).
+
+* ``<msgid> <= sender H=name (helo) [ip]:port ... P=esmtpa A=authenticator:id S=size``:
+  a successful login (the authenticator's ``server_set_id`` is the account) and a pending
+  submission. Only the last ``[...]`` of ``H=`` is the peer (the HELO may hold a literal).
+  ``A=`` on ``=>`` lines is Exim logging in to a smarthost as a client: not our user.
+* ``=>``, ``->`` (delivered), ``**`` (bounced), ``==`` (deferred): deliveries, which
+  also give the submission its recipients; ``Completed`` emits the submission.
+* ``<authenticator> authenticator failed for <H-spec>: 535 ... (set_id=user)``: a failed
+  attempt. ``435 Unable to authenticate at present`` is a local outage: no event.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from authabuse.events import AuthAttempt, Delivery, Event
+
+from ._common import Context, LineError, Pending, ip_or_bad
+
+__all__ = ["EXIM_STAMP", "EximParser"]
+
+EXIM_STAMP = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3})?(?: [+-][0-9]{4})?) "
+)
+_PID = re.compile(r"\[[0-9]+\] ")
+_MSGID = re.compile(r"([0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}) (<=|=>|->|\*\*|==) ")
+_FAILED = re.compile(r"(\S+) authenticator failed for (.*?): ([45][0-9][0-9])\b")
+_SET_ID = re.compile(r"\(set_id=([^)]*)\)")
+_H_FIELD = re.compile(r" H=(.*?)(?= [A-Za-z][A-Za-z0-9]*=|$)")
+_A_FIELD = re.compile(r" A=(\S+)")
+_S_FIELD = re.compile(r" S=([0-9]+)")
+_STATUS = {"=>": "sent", "->": "sent", "**": "bounced", "==": "deferred"}
+
+
+def _peer(spec: str) -> str | None:
+    """Return the address in the last ``[...]`` of an ``H=`` spec (``None`` if absent)."""
+    for stop in (" I=", " U="):
+        cut = spec.find(stop)
+        if cut >= 0:
+            spec = spec[:cut]
+    start = spec.rfind("[")
+    if start < 0:
+        return None
+    end = spec.find("]", start)
+    if end < 0:
+        raise LineError("truncated [address] in H=")
+    return spec[start + 1 : end]
+
+
+class EximParser:
+    """Turns Exim main-log lines into events (see the module docstring)."""
+
+    __slots__ = ("ctx",)
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def handle(
+        self,
+        when: datetime,
+        host: str | None,
+        prog: str,
+        pid: str | None,
+        msg: str,
+        out: list[Event],
+    ) -> bool:
+        """Parse one line; append events to ``out``; return False if it was irrelevant."""
+        if msg[:1] == "[":
+            m = _PID.match(msg)
+            if m is not None:
+                msg = msg[m.end() :]
+        if msg[:2] in ("19", "20"):  # syslog-wrapped: Exim's own (more precise) stamp
+            m = EXIM_STAMP.match(msg)
+            if m is not None:
+                try:
+                    when = self.ctx.clock.iso(m.group(1))
+                except ValueError:
+                    raise LineError(f"bad Exim time stamp {m.group(1)!r}") from None
+                msg = msg[m.end() :]
+                if msg[:1] == "[":
+                    p = _PID.match(msg)
+                    if p is not None:
+                        msg = msg[p.end() :]
+        if "authenticator failed" in msg:
+            return self._failed(when, host, msg, out)
+        m = _MSGID.match(msg)
+        if m is None:
+            parts = msg.split(" ", 2)
+            if len(parts) >= 2 and parts[1] == "Completed":
+                return self._complete((host, parts[0]), out)
+            return False
+        msgid, flag = m.group(1), m.group(2)
+        rest = msg[m.end() :]
+        if flag == "<=":
+            return self._arrival(when, host, msgid, rest, out)
+        rcpt = rest.split(" ", 1)[0].rstrip(":").strip("<>")
+        h = _H_FIELD.search(rest)
+        out.append(
+            Delivery(
+                time=when,
+                queue_id=msgid,
+                recipient=rcpt,
+                status=_STATUS[flag],
+                relay=h.group(1) if h else None,
+                server=host,
+            )
+        )
+        key = (host, msgid)
+        pending = self.ctx.pending.get(key)
+        if pending is not None:
+            pending.add_rcpt(rcpt, self.ctx.max_rcpts)  # complete only at "Completed"
+        return True
+
+    def _complete(self, key: tuple[str | None, str], out: list[Event]) -> bool:
+        msg = self.ctx.pending.pop(key, None)
+        if msg is None:
+            return False
+        out.append(msg.event())
+        return True
+
+    def _arrival(
+        self, when: datetime, host: str | None, msgid: str, rest: str, out: list[Event]
+    ) -> bool:
+        a = _A_FIELD.search(rest)
+        if a is None:
+            return False  # not authenticated
+        h = _H_FIELD.search(rest)
+        peer = _peer(h.group(1)) if h else None
+        if peer is None:
+            return False  # local submission (P=local-esmtpa): no network peer
+        ip = ip_or_bad(peer)
+        parts = a.group(1).split(":", 2)
+        authenticator = parts[0]
+        account = parts[1] if len(parts) > 1 and parts[1] else None
+        sender = rest.split(" ", 1)[0]
+        out.append(
+            AuthAttempt(
+                time=when,
+                ip=ip,
+                succeeded=True,
+                account=account,
+                mechanism=authenticator,
+                service="smtp",
+                server=host,
+                session=msgid,
+            )
+        )
+        msg = Pending(when, ip, account, host, msgid)
+        msg.sender = "" if sender == "<>" else sender
+        size = _S_FIELD.search(rest)
+        if size is not None:
+            msg.size = int(size.group(1))
+        i = rest.rfind(" for ")
+        if i >= 0:
+            rcpts = rest[i + 5 :].split()
+            if rcpts and all("@" in r for r in rcpts):
+                for r in rcpts:
+                    msg.add_rcpt(r, self.ctx.max_rcpts)
+        msg.done = True
+        self.ctx.add_pending((host, msgid), msg, out)
+        return True
+
+    def _failed(self, when: datetime, host: str | None, msg: str, out: list[Event]) -> bool:
+        m = _FAILED.search(msg)
+        if m is None:
+            raise LineError("authenticator failure without an SMTP reply code")
+        if m.group(3).startswith("4"):
+            return True  # 435 Unable to authenticate at present: our outage, not an attack
+        peer = _peer(m.group(2))
+        if peer is None:
+            raise LineError("authenticator failure without a [peer address]")
+        set_id = _SET_ID.search(msg, m.end())
+        out.append(
+            AuthAttempt(
+                time=when,
+                ip=ip_or_bad(peer),
+                succeeded=False,
+                account=(set_id.group(1) or None) if set_id else None,
+                mechanism=m.group(1),
+                service="smtp",
+                server=host,
+            )
+        )
+        return True
