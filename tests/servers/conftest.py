@@ -143,6 +143,6 @@ class Net:
     ServerThread = ServerThread
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def net() -> type[Net]:
     return Net
