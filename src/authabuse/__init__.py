@@ -13,6 +13,7 @@ IPv4Address('192.0.2.1')
 
 from __future__ import annotations
 
+from authabuse.counters import CounterStore, HyperLogLog, MemoryStore
 from authabuse.errors import (
     AuthAbuseError,
     ConfigurationError,
@@ -42,13 +43,16 @@ __all__ = [
     "AuthAttempt",
     "ConfigurationError",
     "CorruptDataError",
+    "CounterStore",
     "Delivery",
     "Event",
     "GeoDataError",
+    "HyperLogLog",
     "IPAddress",
     "IncompatibleError",
     "InvalidEventError",
     "LogParser",
+    "MemoryStore",
     "MissingExtraError",
     "ParseError",
     "ParseStats",

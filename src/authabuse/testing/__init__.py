@@ -6,4 +6,6 @@ and raises :class:`AssertionError` naming the first property it violates.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from authabuse.testing._counters import check_counter_store, check_sketch
+
+__all__: list[str] = ["check_counter_store", "check_sketch"]

@@ -1,0 +1,30 @@
+"""Distinct counters, windows and rates: the counting layer of the detector.
+
+* :class:`HyperLogLog`: a ``set``-like distinct counter (exact, then sparse, then dense).
+* :class:`CounterStore`: the protocol the detector reads and writes its per-key counters
+  through (distinct members and counted fields over epoch-aligned time slices), and
+  :class:`MemoryStore`, its bounded in-memory implementation.
+
+>>> from authabuse.counters import HyperLogLog, MemoryStore
+>>> store = MemoryStore()
+>>> store.add_distinct(("alice@example.jp", "ip"), [3325256711], at=1_714_557_600.0)
+>>> store.count_distinct(("alice@example.jp", "ip"), at=1_714_557_600.0, window=86_400)
+1
+"""
+
+from __future__ import annotations
+
+from authabuse.counters._hash import HASH_ID, hash64
+from authabuse.counters._hll import DEFAULT_PRECISION, EXACT_LIMIT, HyperLogLog
+from authabuse.counters._store import CounterStore, Key, MemoryStore
+
+__all__ = [
+    "DEFAULT_PRECISION",
+    "EXACT_LIMIT",
+    "HASH_ID",
+    "CounterStore",
+    "HyperLogLog",
+    "Key",
+    "MemoryStore",
+    "hash64",
+]
