@@ -209,9 +209,7 @@ def test_sprinkle_is_hundreds_of_bots_in_30_countries_pl_in_on_top(
             last[ip] = t
 
 
-def test_burst_is_few_addresses_at_several_mails_per_second(
-    log: Log, truth: GroundTruth
-) -> None:
+def test_burst_is_few_addresses_at_several_mails_per_second(log: Log, truth: GroundTruth) -> None:
     bursts = _abusive_mails(log, truth, "burst")
     assert bursts
     for mails in bursts.values():
