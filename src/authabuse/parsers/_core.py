@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 
 from authabuse.errors import ConfigurationError, InvalidEventError, ParseError
@@ -24,17 +25,19 @@ FORMATS = ("auto", "postfix", "dovecot", "exim", "sendmail", "jsonl")
 DEFAULT_MAX_LINE = 32768
 """Longest line (in bytes) that is parsed; longer lines are counted and skipped."""
 
-_EXPIRE_EVERY = 4096  # lines between two checks for expired joins
+_EXPIRE_MASK = 4095  # check for expired joins every 4096 lines
 
 # timestamp (BSD syslog | RFC 3339 / ISO | TAI64N), optional host, program[pid]: message
-_ENVELOPE = re.compile(
+_STAMP = (
     r"(?:([A-Z][a-z]{2} [ 0-9]?[0-9] [0-9]{2}:[0-9]{2}:[0-9]{2})"
     r"|([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?"
     r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?)"
     r"|@([0-9a-f]{24}))"
-    r" +(?:([^\s:\[]+) )?([^\s\[]+?)(?:\[([0-9]+)\])?: (.*)",
-    re.S,
 )
+_ENVELOPE = re.compile(_STAMP + r" +(?:([^\s:\[]+) )?([^\s:\[]+)(?:\[([0-9]+)\])?: ([^\r\n]*)")
+# Dovecot 2.4 without syslog: "auth(user,ip,sasl:mech)<session>: Info: ..." (':' in the name)
+_ENVELOPE_AUTH = re.compile(_STAMP + r" +(?:([^\s:\[]+) )?(auth\(.*?\)(?:<[^>]*>)?): ([^\r\n]*)")
+_ENVELOPE_MATCH = _ENVELOPE.match
 # "host exim[pid]: 2021-07-17 23:20:49 ..." (journal export without a leading stamp)
 _HOST_PROG = re.compile(r"([^\s:\[]+) (exim[^\s\[:]*)(?:\[([0-9]+)\])?: (.*)", re.S)
 
@@ -69,7 +72,7 @@ class LogParser:
     """
 
     __slots__ = (
-        "_count",
+        "_bsd_cache",
         "_ctx",
         "_dovecot",
         "_exim",
@@ -132,9 +135,9 @@ class LogParser:
             "sendmail": self._sendmail,
         }
         self._forced = forced.get(format)
-        self._routes: dict[str, Handler | None]
+        self._routes: dict[str, Callable[..., bool] | None]
         self._routes = {}
-        self._count = 0
+        self._bsd_cache = self.clock.bsd_cache
 
     # -- public API -------------------------------------------------------------------
 
@@ -170,9 +173,13 @@ class LogParser:
         """Like :meth:`feed`, appending the events to ``out`` (no list per line)."""
         stats = self.stats
         stats.lines += 1
-        if isinstance(line, bytes):
+        if line.__class__ is bytes:
             if len(line) > self.max_line:
                 self._problem("too_long", lineno, f"line longer than {self.max_line} bytes", "")
+                return
+            # The two most frequent lines of a mail log never matter: skip them unparsed.
+            if b"]: connect from " in line or b": message-id=" in line:
+                stats.irrelevant += 1
                 return
             try:
                 text = line.decode()
@@ -180,60 +187,83 @@ class LogParser:
                 text = line.decode(errors="replace")
                 stats.non_utf8 += 1
         else:
-            text = line
+            text = str(line)
             if len(text) > self.max_line:
                 self._problem("too_long", lineno, f"line longer than {self.max_line} chars", "")
                 return
-        if text[-1:] == "\n":
-            text = text[:-2] if text[-2:] == "\r\n" else text[:-1]
+            if "]: connect from " in text or ": message-id=" in text:
+                stats.irrelevant += 1
+                return
         start = len(out)
-        self._count += 1
-        if self._count >= _EXPIRE_EVERY:
-            self._count = 0
+        if not stats.lines & _EXPIRE_MASK:
             self._ctx.expire(out)
             stats.expired_joins = self._ctx.expired
         try:
-            if self._parse(text, out):
+            m = _ENVELOPE_MATCH(text)
+            if m is not None:
+                bsd, iso, tai, host, prog, pid, msg = m.groups()
+                handler = self._routes.get(prog)
+                if handler is None:
+                    if prog in self._routes:
+                        stats.irrelevant += 1
+                        return
+                    handler = self._route(prog)
+                    if handler is None:
+                        stats.irrelevant += 1
+                        return
+                if bsd is not None:
+                    when = self._bsd_cache.get(bsd)
+                    if when is None:
+                        when = self._stamp(bsd, None, None)
+                else:
+                    when = self._stamp(None, iso, tai)
+                self._ctx.now = when
+                used = handler(when, host, prog, pid, msg, out)
+            else:
+                used = self._other(text, out)
+            if used:
                 stats.used += 1
             else:
                 stats.irrelevant += 1
         except LineError as exc:
+            text = text.rstrip("\r\n")
             if exc.invalid_ip:
                 stats.invalid_ip += 1
             self._problem("malformed", lineno, exc.reason, text)
         except InvalidEventError as exc:  # hostile values the event refuses (huge account)
-            self._problem("malformed", lineno, str(exc), text)
+            self._problem("malformed", lineno, str(exc), text.rstrip("\r\n"))
         except _UnrecognizedError:
+            text = text.rstrip("\r\n")
             if text.strip():
                 self._problem("unrecognized", lineno, "no known log format", text)
             else:
                 stats.irrelevant += 1
-        if len(out) > start:
-            self._count_events(out, start)
+        n = len(out) - start
+        if n:
+            if n == 1:
+                stats.events[out[start].type] += 1
+            else:
+                self._count_events(out, start)
 
-    def _parse(self, text: str, out: list[Event]) -> bool:
-        m = _ENVELOPE.match(text)
-        if m is not None:
-            bsd, iso, tai, host, prog, pid, msg = m.groups()
-            handler = self._forced
-            if handler is None:
-                if self.format == "jsonl":
-                    raise LineError("not a JSON object")
-                routes = self._routes
-                handler = routes[prog] if prog in routes else self._route(prog)
-            if handler is None:
-                return False
-            try:
-                if bsd is not None:
-                    when = self.clock.bsd(bsd)
-                elif iso is not None:
-                    when = self.clock.iso(iso)
-                else:
-                    when = self.clock.tai64n(tai)
-            except ValueError:
-                raise LineError(f"bad time stamp {(bsd or iso or tai)!r}") from None
+    def _stamp(self, bsd: str | None, iso: str | None, tai: str | None) -> datetime:
+        try:
+            if bsd is not None:
+                return self.clock.bsd(bsd)
+            if iso is not None:
+                return self.clock.iso(iso)
+            return self.clock.tai64n(tai or "")
+        except ValueError:
+            raise LineError(f"bad time stamp {(bsd or iso or tai)!r}") from None
+
+    def _other(self, text: str, out: list[Event]) -> bool:
+        """Lines without a syslog envelope: JSON, Exim's main log, journal exports."""
+        text = text.rstrip("\r\n")
+        a = _ENVELOPE_AUTH.match(text)
+        if a is not None and self._forced in (None, self._dovecot):
+            bsd, iso, tai, host, prog, msg = a.groups()
+            when = self._stamp(bsd, iso, tai)
             self._ctx.now = when
-            return handler.handle(when, host, prog, pid, msg, out)
+            return self._dovecot.handle(when, host, prog, None, msg, out)
         first = text[:1]
         if first == "{":
             if self._forced is not None:
@@ -244,10 +274,7 @@ class LogParser:
         if first.isdigit() and self._forced in (None, self._exim):
             e = EXIM_STAMP.match(text)
             if e is not None:
-                try:
-                    when = self.clock.iso(e.group(1))
-                except ValueError:
-                    raise LineError(f"bad time stamp {e.group(1)!r}") from None
+                when = self._stamp(None, e.group(1), None)
                 self._ctx.now = when
                 return self._exim.handle(when, None, "exim", None, text[e.end() :], out)
         h = _HOST_PROG.match(text)
@@ -269,18 +296,23 @@ class LogParser:
         out.append(event)
         return True
 
-    def _route(
-        self, prog: str
-    ) -> PostfixParser | DovecotParser | EximParser | SendmailParser | None:
-        handler: PostfixParser | DovecotParser | EximParser | SendmailParser | None
-        if prog.startswith("postfix") and "/" in prog:
-            handler = self._postfix
+    def _route(self, prog: str) -> Callable[..., bool] | None:
+        handler: Callable[..., bool] | None
+        forced = self._forced
+        if self.format == "jsonl":
+            raise LineError("not a JSON object")
+        if forced is self._postfix or (
+            forced is None and prog.startswith("postfix") and "/" in prog
+        ):
+            handler = self._postfix.route(prog)
+        elif forced is not None:
+            handler = forced.handle
         elif prog.startswith(("dovecot", "auth")) or prog.endswith("-login"):
-            handler = self._dovecot
+            handler = self._dovecot.handle
         elif prog.startswith("exim"):
-            handler = self._exim
+            handler = self._exim.handle
         elif prog in ("sendmail", "sm-mta") or prog.startswith("sm-"):
-            handler = self._sendmail
+            handler = self._sendmail.handle
         else:
             handler = None
         if "(" not in prog:  # Dovecot 2.4 puts user and address in the name: do not cache

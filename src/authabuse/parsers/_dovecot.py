@@ -22,9 +22,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from authabuse.events import AuthAttempt, Event
+from authabuse.events import Event
 
 from ._common import Context, LineError, ip_or_bad
+from ._fast import new_auth
 
 __all__ = ["DovecotParser"]
 
@@ -125,7 +126,7 @@ class DovecotParser:
         method = _METHOD.search(rest)
         session = _SESSION.search(rest)
         out.append(
-            AuthAttempt(
+            new_auth(
                 time=when,
                 ip=ip_or_bad(rip.group(1)),
                 succeeded=succeeded,
@@ -163,7 +164,7 @@ class DovecotParser:
         if not ip_text:
             raise LineError("auth line without a remote address")
         out.append(
-            AuthAttempt(
+            new_auth(
                 time=when,
                 ip=ip_or_bad(ip_text),
                 succeeded=False,
@@ -183,7 +184,7 @@ class DovecotParser:
             return False  # local login, no remote address
         user = _PAM_USER.search(rest) or _PAM_RUSER.search(rest)
         out.append(
-            AuthAttempt(
+            new_auth(
                 time=when,
                 ip=ip_or_bad(rhost.group(1)),
                 succeeded=False,

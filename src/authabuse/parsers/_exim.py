@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from authabuse.events import AuthAttempt, Delivery, Event
+from authabuse.events import Event
 
 from ._common import Context, LineError, Pending, ip_or_bad
+from ._fast import new_auth, new_delivery
 
 __all__ = ["EXIM_STAMP", "EximParser"]
 
@@ -98,7 +99,7 @@ class EximParser:
         rcpt = rest.split(" ", 1)[0].rstrip(":").strip("<>")
         h = _H_FIELD.search(rest)
         out.append(
-            Delivery(
+            new_delivery(
                 time=when,
                 queue_id=msgid,
                 recipient=rcpt,
@@ -136,7 +137,7 @@ class EximParser:
         account = parts[1] if len(parts) > 1 and parts[1] else None
         sender = rest.split(" ", 1)[0]
         out.append(
-            AuthAttempt(
+            new_auth(
                 time=when,
                 ip=ip,
                 succeeded=True,
@@ -173,7 +174,7 @@ class EximParser:
             raise LineError("authenticator failure without a [peer address]")
         set_id = _SET_ID.search(msg, m.end())
         out.append(
-            AuthAttempt(
+            new_auth(
                 time=when,
                 ip=ip_or_bad(peer),
                 succeeded=False,

@@ -10,7 +10,7 @@ emitted as soon as every one of the ``nrcpt`` recipients had a first outcome, or
 mail, content-filter re-injection) are not submissions; their deliveries are still
 reported.
 
-Sessions (per ``(server, smtpd pid)``, reset on ``connect from`` and ``disconnect from``):
+Sessions (per ``(server, smtpd pid)``, ended by ``disconnect from``):
 the first ``client=`` line of a session with a SASL user also yields one successful
 :class:`~authabuse.events.AuthAttempt` (Postfix logs the login only there); each
 ``SASL <mech> authentication failed`` warning yields a failed one; and the
@@ -23,11 +23,13 @@ SASL service failing, not the client: it yields nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 
-from authabuse.events import AuthAttempt, Delivery, Event
+from authabuse.events import Event
 
 from ._common import Context, LineError, Pending, ip_or_bad
+from ._fast import new_auth, new_delivery
 
 __all__ = ["PostfixParser"]
 
@@ -39,10 +41,7 @@ _SASL_FAIL = re.compile(
     r"warning: [^\[]*\[([^\]]*)\](?::[0-9]+)?: SASL ([^ ]+) authentication failed:? ?(.*)"
 )
 _QMGR_FROM = re.compile(r"from=<(.*?)>, size=([0-9]+), nrcpt=([0-9]+)")
-_TO = re.compile(r"to=<([^>]*)>,(?: orig_to=<[^>]*>,)? relay=([^,]*),.*? dsn=([^,]*), status=(\S+)")
-_AUTH_STATS = re.compile(r" auth=([0-9]+)/([0-9]+)")
 _DISCONNECT = re.compile(r"disconnect from [^\[]*\[([^\]]*)\]")
-_QID_OK = re.compile(r"[0-9A-Za-z]+")
 _NOT_ATTACKS = ("Connection lost to authentication server",)
 
 
@@ -54,6 +53,15 @@ class PostfixParser:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
+    def route(self, prog: str) -> Callable[..., bool]:
+        """Return the method that handles lines of program ``prog`` (by its daemon)."""
+        daemon = prog[prog.rfind("/") + 1 :]
+        if daemon == "smtpd":
+            return self._smtpd
+        if daemon == "qmgr":
+            return self._qmgr
+        return self._agent
+
     def handle(
         self,
         when: datetime,
@@ -64,33 +72,56 @@ class PostfixParser:
         out: list[Event],
     ) -> bool:
         """Parse one line; append events to ``out``; return False if it was irrelevant."""
-        daemon = prog[prog.rfind("/") + 1 :]
-        if daemon == "smtpd":
-            return self._smtpd(when, host, prog, pid, msg, out)
+        return self.route(prog)(when, host, prog, pid, msg, out)
+
+    def _agent(
+        self,
+        when: datetime,
+        host: str | None,
+        prog: str,
+        pid: str | None,
+        msg: str,
+        out: list[Event],
+    ) -> bool:
+        """Delivery agents (smtp, lmtp, local, virtual, pipe, error, discard, ...)."""
+        colon = msg.find(": to=<")
+        if colon <= 0:
+            return False
+        return self._delivery(when, host, msg[:colon], msg[colon + 2 :], out)
+
+    def _qmgr(
+        self,
+        when: datetime,
+        host: str | None,
+        prog: str,
+        pid: str | None,
+        msg: str,
+        out: list[Event],
+    ) -> bool:
         colon = msg.find(": ")
         if colon <= 0:
             return False
         rest = msg[colon + 2 :]
-        if rest.startswith("to=<"):
+        if rest == "removed":
+            return self._complete((host, msg[:colon]), out)
+        if rest.startswith("from=<"):
+            key = (host, msg[:colon])
+            pending = self.ctx.pending.get(key)
+            if pending is None:
+                return False
+            if not pending.done:
+                m = _QMGR_FROM.match(rest)
+                if m is None:
+                    raise LineError("qmgr from= line without size= and nrcpt=")
+                pending.done = True
+                pending.sender = m.group(1)
+                pending.size = int(m.group(2))
+                pending.nrcpt = int(m.group(3))
+                if len(pending.rcpts) >= pending.nrcpt:
+                    self._complete(key, out)
+            return True
+        if rest.startswith("to=<"):  # qmgr itself logs some outcomes (expired, ...)
             return self._delivery(when, host, msg[:colon], rest, out)
-        if daemon == "qmgr":
-            if rest.startswith("from=<"):
-                msg_ = self.ctx.pending.get((host, msg[:colon]))
-                if msg_ is None:
-                    return False
-                if not msg_.done:
-                    m = _QMGR_FROM.match(rest)
-                    if m is None:
-                        raise LineError("qmgr from= line without size= and nrcpt=")
-                    msg_.done = True
-                    msg_.sender = m.group(1)
-                    msg_.size = int(m.group(2))
-                    msg_.nrcpt = int(m.group(3))
-                    if len(msg_.rcpts) >= msg_.nrcpt:
-                        self._complete((host, msg[:colon]), out)
-                return True
-            if rest == "removed":
-                return self._complete((host, msg[:colon]), out)
         return False
 
     def _complete(self, key: tuple[str | None, str], out: list[Event]) -> bool:
@@ -103,21 +134,20 @@ class PostfixParser:
     def _delivery(
         self, when: datetime, host: str | None, qid: str, rest: str, out: list[Event]
     ) -> bool:
-        m = _TO.match(rest)
-        if m is None:
+        # to=<r>,[ orig_to=<o>,] relay=R, delay=..., delays=..., dsn=D, status=S (...)
+        end = rest.find(">,", 4)
+        relay_at = rest.find(" relay=", end)
+        dsn_at = rest.find(", dsn=", relay_at)
+        status_at = rest.find(", status=", dsn_at)
+        if end < 0 or relay_at < 0 or dsn_at < 0 or status_at < 0:
             raise LineError("delivery line without relay=, dsn= or status=")
-        rcpt = m.group(1)
-        out.append(
-            Delivery(
-                time=when,
-                queue_id=qid,
-                recipient=rcpt,
-                status=m.group(4),
-                relay=m.group(2),
-                dsn=m.group(3),
-                server=host,
-            )
-        )
+        relay_end = rest.find(",", relay_at)
+        status_end = rest.find(" ", status_at + 9)
+        rcpt = rest[4:end]
+        relay = rest[relay_at + 7 : relay_end]
+        dsn = rest[dsn_at + 6 : status_at]
+        status = rest[status_at + 9 : status_end] if status_end > 0 else rest[status_at + 9 :]
+        out.append(new_delivery(when, qid, rcpt, status, relay, dsn, host))
         key = (host, qid)
         pending = self.ctx.pending.get(key)
         if pending is not None and pending.add_rcpt(rcpt, self.ctx.max_rcpts):
@@ -134,9 +164,6 @@ class PostfixParser:
         out: list[Event],
     ) -> bool:
         ctx = self.ctx
-        if msg.startswith("connect from "):
-            ctx.sessions.pop((host, pid or ""), None)
-            return False
         if msg.startswith("disconnect from "):
             return self._disconnect(when, host, prog, pid, msg, out)
         i = msg.find(": client=")
@@ -149,14 +176,17 @@ class PostfixParser:
             if account is None:
                 return False  # not an authenticated submission
             ip = ip_or_bad(m.group(1))
-            if _QID_OK.fullmatch(qid) is None:
+            if not qid.isalnum():
                 raise LineError(f"bad queue id {qid[:40]!r}")
             service = _service(prog)
-            state = ctx.session((host, pid or ""))
-            if state.account != account:
-                state.account = account
+            key = (host, pid or "")
+            authed = ctx.authed
+            if authed.get(key) != account:
+                authed[key] = account
+                if len(authed) > ctx.max_sessions:
+                    del authed[next(iter(authed))]
                 out.append(
-                    AuthAttempt(
+                    new_auth(
                         time=when,
                         ip=ip,
                         succeeded=True,
@@ -174,8 +204,11 @@ class PostfixParser:
             if m is None:
                 return False  # e.g. Cyrus' "SASL authentication failure" without a client
             reason = m.group(3)
-            state = ctx.session((host, pid or ""))
-            state.failed += 1
+            key = (host, pid or "")
+            failed = ctx.failed
+            failed[key] = failed.get(key, 0) + 1
+            if len(failed) > ctx.max_sessions:
+                del failed[next(iter(failed))]
             if reason.startswith(_NOT_ATTACKS):
                 return True
             ip = ip_or_bad(m.group(1))
@@ -186,7 +219,7 @@ class PostfixParser:
                 if account == "(unavailable)":
                     account = None
             out.append(
-                AuthAttempt(
+                new_auth(
                     time=when,
                     ip=ip,
                     succeeded=False,
@@ -208,22 +241,29 @@ class PostfixParser:
         msg: str,
         out: list[Event],
     ) -> bool:
-        state = self.ctx.sessions.pop((host, pid or ""), None)
-        if " auth=" not in msg:
+        key = (host, pid or "")
+        ctx = self.ctx
+        ctx.authed.pop(key, None)
+        logged = ctx.failed.pop(key, 0)
+        i = msg.find(" auth=")
+        if i < 0:
             return False
-        stats = _AUTH_STATS.search(msg)
-        if stats is None:
+        j = msg.find(" ", i + 6)
+        value = msg[i + 6 : j] if j > 0 else msg[i + 6 :]
+        slash = value.find("/")
+        if slash < 0:
             return False  # auth=1: every AUTH succeeded
-        failed = int(stats.group(2)) - int(stats.group(1))
-        if state is not None:
-            failed -= state.failed
+        ok, total = value[:slash], value[slash + 1 :]
+        if not (ok.isdigit() and total.isdigit()):
+            raise LineError(f"bad auth= statistics {value[:20]!r}")
+        failed = int(total) - int(ok) - logged
         if failed <= 0:
             return True
         m = _DISCONNECT.match(msg)
         if m is None:
             raise LineError("disconnect line without host[address]")
         out.append(
-            AuthAttempt(
+            new_auth(
                 time=when,
                 ip=ip_or_bad(m.group(1)),
                 succeeded=False,
@@ -235,7 +275,15 @@ class PostfixParser:
         return True
 
 
+_SERVICES: dict[str, str] = {}
+
+
 def _service(prog: str) -> str:
     """``postfix/submission/smtpd`` -> ``submission``; ``postfix/smtpd`` -> ``smtp``."""
-    parts = prog.split("/")
-    return parts[-2] if len(parts) > 2 else "smtp"
+    service = _SERVICES.get(prog)
+    if service is None:
+        parts = prog.split("/")
+        service = parts[-2] if len(parts) > 2 else "smtp"
+        if len(_SERVICES) < 1024:
+            _SERVICES[prog] = service
+    return service

@@ -127,13 +127,25 @@ def iter_events(
                 fh = item
                 parser.source = str(getattr(item, "name", "<input>"))
             lineno = 0
-            for line in iter_lines(fh, max_line):
+            readline = fh.readline
+            limit = max_line + 1
+            while True:  # iter_lines, inlined: this loop runs once per log line
+                line = readline(limit)
+                if not line:
+                    break
                 lineno += 1
-                if line is None:
+                if len(line) > max_line and line[-1:] != b"\n":
+                    while True:  # skip the rest of the over-long line, in bounded chunks
+                        chunk = readline(_CHUNK)
+                        if not chunk or chunk[-1:] == b"\n":
+                            break
                     parser.too_long(lineno)
                     continue
                 feed(line, lineno, out)
                 if out:
-                    yield from out
-                    out.clear()
+                    if len(out) == 1:
+                        yield out.pop()
+                    else:
+                        yield from out
+                        out.clear()
     yield from parser.flush()

@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from authabuse.events import AuthAttempt, Delivery, Event
+from authabuse.events import Event
 
 from ._common import Context, LineError, Pending, ip_or_bad
+from ._fast import new_auth, new_delivery
 
 __all__ = ["SendmailParser"]
 
@@ -72,7 +73,7 @@ class SendmailParser:
             ip = ip_or_bad(ip_text)
             account = m.group(2) or None
             out.append(
-                AuthAttempt(
+                new_auth(
                     time=when,
                     ip=ip,
                     succeeded=True,
@@ -99,7 +100,7 @@ class SendmailParser:
             if ip_text is None:
                 raise LineError("AUTH attack line without a [peer address]")
             out.append(
-                AuthAttempt(
+                new_auth(
                     time=when,
                     ip=ip_or_bad(ip_text),
                     succeeded=False,
@@ -133,7 +134,7 @@ class SendmailParser:
         if i >= 0:
             user = detail[i + 7 :].split(",", 1)[0] or None
         out.append(
-            AuthAttempt(
+            new_auth(
                 time=when,
                 ip=ip_or_bad(ip_text),
                 succeeded=False,
@@ -197,7 +198,7 @@ class SendmailParser:
             if not rcpt:
                 continue
             out.append(
-                Delivery(
+                new_delivery(
                     time=when,
                     queue_id=qid,
                     recipient=rcpt,

@@ -126,18 +126,18 @@ class SyslogClock:
     '2010-09-16T05:50:50.125476+00:00'
     """
 
-    __slots__ = ("_bsd_cache", "_iso_cache", "_last_month", "tz", "year")
+    __slots__ = ("_iso_cache", "_last_month", "bsd_cache", "tz", "year")
 
     def __init__(self, *, year: int | None = None, tz: tzinfo | None = None) -> None:
         self.year = year
         self.tz: tzinfo = tz if tz is not None else UTC
         self._last_month = 0
-        self._bsd_cache: dict[str, datetime] = {}
+        self.bsd_cache: dict[str, datetime] = {}
         self._iso_cache: dict[str, datetime] = {}
 
     def bsd(self, stamp: str) -> datetime:
         """Parse ``Mmm dd hh:mm:ss`` (day space-, zero- or un-padded); ``ValueError`` if bad."""
-        cached = self._bsd_cache.get(stamp)
+        cached = self.bsd_cache.get(stamp)
         if cached is not None:
             return cached
         month = _MONTHS.get(stamp[:3])
@@ -152,7 +152,7 @@ class SyslogClock:
             self.year = default_year(month, day)
         elif self._last_month and month < self._last_month - 6:
             self.year += 1  # December -> January: a new year began
-            self._bsd_cache.clear()
+            self.bsd_cache.clear()
         elif self._last_month and month > self._last_month + 6:
             # A line from the previous December after January's (merged files): step back
             # for this line only, keeping the running year.
@@ -162,9 +162,9 @@ class SyslogClock:
         value = _normalize(
             datetime(self.year, month, day, int(hh), int(mm), int(ss), tzinfo=self.tz)
         )
-        if len(self._bsd_cache) >= _CACHE_MAX:
-            self._bsd_cache.clear()
-        self._bsd_cache[stamp] = value
+        if len(self.bsd_cache) >= _CACHE_MAX:
+            self.bsd_cache.clear()
+        self.bsd_cache[stamp] = value
         return value
 
     def iso(self, stamp: str) -> datetime:

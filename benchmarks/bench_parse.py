@@ -1,0 +1,262 @@
+"""Parsing speed and memory: full event parsing against a bare one-regex pass.
+
+Generates a realistic Postfix submission log (interleaved SMTP sessions on several smtpd
+processes: successful SASL logins with 1-5 recipients each, deliveries, deferrals, SASL
+failures from botnet-like addresses, IPv6 clients, inbound noise) and measures, in one
+run on the same file:
+
+(a) a bare pass: read each line and apply one compiled regex (the syslog envelope);
+(b) full parsing with :func:`authabuse.parsers.iter_events` (events, queue-id joins).
+
+Target: (b) <= 2.5 x (a). Memory: peak RSS of a subprocess that parses the 1M-line log
+and of one that parses the 4M-line log (flat = bounded state).
+
+    python benchmarks/bench_parse.py [--lines 1000000] [--big 4000000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_line, update_results  # benchmarks are scripts
+
+_ENVELOPE = re.compile(
+    rb"([A-Z][a-z]{2} [ 0-9]?[0-9] [0-9:]{8}) (\S+) ([^\[:]+)(?:\[([0-9]+)\])?: (.*)"
+)
+_ENVELOPE_STR = re.compile(_ENVELOPE.pattern.decode())
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_DOMAINS = ("example.com", "example.net", "example.org", "mail.example.jp", "corp.example")
+_OK = "dsn=2.0.0, status=sent (250 2.0.0 OK)"
+_DEFER = (
+    "dsn=4.4.1, status=deferred (connect to mx.example.com[192.0.2.9]:25: Connection timed out)"
+)
+
+
+def _stamp(t: int) -> str:
+    tm = time.gmtime(t)
+    day = f"{_MONTHS[tm.tm_mon - 1]} {tm.tm_mday:2d}"
+    return f"{day} {tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}"
+
+
+def _ip(rng: random.Random) -> str:
+    if rng.random() < 0.1:
+        a, b, c = (rng.randrange(65536) for _ in range(3))
+        return f"2001:db8:{a:x}:{b:x}::{c:x}"
+    a, b, c, d = rng.randrange(1, 224), rng.randrange(256), rng.randrange(256), rng.randrange(255)
+    return f"{a}.{b}.{c}.{d + 1}"
+
+
+def generate(path: Path, lines: int, seed: int = 1) -> int:
+    """Write about ``lines`` lines of Postfix submission log to ``path``; return the count.
+
+    Sessions on random smtpd pids; 15% are password-guessing bots (1-3 SASL failures);
+    the rest authenticate and send 1-2 messages of 1-5 recipients. Delivery lines of a
+    message come a random number of sessions later (queue ids interleave, as on a busy
+    server), 5% of deliveries are deferred, and some lines of other programs appear.
+    """
+    rng = random.Random(seed)
+    t = 1_700_000_000
+    qn = 0x10000
+    written = 0
+    later: list[tuple[int, list[str]]] = []  # (session number to write at, lines)
+    accounts = [f"user{i}@{_DOMAINS[i % len(_DOMAINS)]}" for i in range(5000)]
+    session = 0
+    with path.open("w", encoding="ascii") as fh:
+        w = fh.write
+        while written < lines:
+            session += 1
+            t += rng.randrange(0, 2)
+            ts = _stamp(t)
+            while later and later[0][0] <= session:
+                for line in later.pop(0)[1]:
+                    w(line.replace("@TS@", ts))
+                    written += 1
+            pid = rng.randrange(1000, 60000)
+            ip = _ip(rng)
+            host = "unknown" if rng.random() < 0.5 else f"host{rng.randrange(9999)}.example.net"
+            smtpd = f"mx1 postfix/submission/smtpd[{pid}]"
+            peer = f"{host}[{ip}]"
+            w(f"{ts} {smtpd}: connect from {peer}\n")
+            written += 1
+            if rng.random() < 0.05:
+                w(f"{ts} mx1 postfix/anvil[77]: statistics: max connection rate 3/60s for ")
+                w(f"(submission:{ip}) at {ts}\n")
+                written += 1
+            if rng.random() < 0.15:  # a bot guessing passwords
+                tries = rng.randrange(1, 4)
+                for _ in range(tries):
+                    w(f"{ts} {smtpd}: warning: {peer}: SASL LOGIN authentication failed: ")
+                    w("UGFzc3dvcmQ6\n")
+                w(f"{ts} {smtpd}: disconnect from {peer} ehlo=1 auth=0/{tries} ")
+                w(f"commands=1/{tries + 1}\n")
+                written += tries + 1
+                continue
+            account = rng.choice(accounts)
+            for _ in range(rng.choice((1, 1, 1, 2))):  # messages in this session
+                qn += rng.randrange(1, 50)
+                qid = f"{qn:X}"
+                nrcpt = rng.choice((1, 1, 1, 2, 3, 5))
+                size = rng.randrange(800, 60000)
+                domain = account.split("@")[1]
+                w(f"{ts} {smtpd}: {qid}: client={peer}, sasl_method=PLAIN, ")
+                w(f"sasl_username={account}\n")
+                w(f"{ts} mx1 postfix/cleanup[{pid + 7}]: {qid}: message-id=<{qn}.{pid}@{domain}>\n")
+                w(f"{ts} mx1 postfix/qmgr[812]: {qid}: from=<{account}>, size={size}, ")
+                w(f"nrcpt={nrcpt} (queue active)\n")
+                written += 3
+                tail: list[str] = []
+                for r in range(nrcpt):
+                    rcpt = f"r{rng.randrange(10**6)}@{rng.choice(_DOMAINS)}"
+                    outcome = _OK if rng.random() < 0.95 else _DEFER
+                    tail.append(
+                        f"@TS@ mx1 postfix/smtp[{pid + 11 + r}]: {qid}: to=<{rcpt}>, "
+                        f"relay=mx.{rng.choice(_DOMAINS)}[198.51.100.{r + 7}]:25, "
+                        f"delay=0.{r + 3}, delays=0.1/0/0.1/0.1, {outcome}\n"
+                    )
+                tail.append(f"@TS@ mx1 postfix/qmgr[812]: {qid}: removed\n")
+                later.append((session + rng.randrange(0, 20), tail))
+                later.sort(key=lambda item: item[0])
+            w(f"{ts} {smtpd}: disconnect from {peer} ehlo=1 auth=1 mail=1 rcpt=1 data=1 ")
+            w("quit=1 commands=6\n")
+            written += 1
+        for _, tail in later:
+            for line in tail:
+                w(line.replace("@TS@", _stamp(t)))
+                written += 1
+    return written
+
+
+def bare_pass(path: Path) -> int:
+    """(a) Read bytes lines and apply one compiled regex (the syslog envelope) to each."""
+    n = 0
+    match = _ENVELOPE.match
+    with path.open("rb") as fh:
+        for line in fh:
+            if match(line) is not None:
+                n += 1
+    return n
+
+
+def bare_text_pass(path: Path) -> int:
+    """(a') The same over text lines (``open(path)``), as most Python log tools read."""
+    n = 0
+    match = _ENVELOPE_STR.match
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if match(line) is not None:
+                n += 1
+    return n
+
+
+def full_parse(path: Path) -> int:
+    from authabuse.parsers import iter_events
+
+    n = 0
+    for _ in iter_events([path], year=2023, tz="UTC"):
+        n += 1
+    return n
+
+
+_RSS_CHILD = """
+import resource, sys
+from authabuse.parsers import iter_events, ParseStats
+stats = ParseStats()
+n = sum(1 for _ in iter_events([sys.argv[1]], year=2023, tz="UTC", stats=stats))
+print(n, stats.expired_joins, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss(path: Path) -> tuple[int, int, int]:
+    """Parse ``path`` in a fresh interpreter: (events, expired joins, peak RSS in KiB)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD, str(path)], check=True, capture_output=True, text=True
+    ).stdout.split()
+    return int(out[0]), int(out[1]), int(out[2])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument(
+        "--big", type=int, default=4_000_000, help="lines for the memory check (0: skip)"
+    )
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-record", action="store_true", help="do not update RESULTS.md")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_parse.") as tmp:
+        small = Path(tmp) / "small.log"
+        n_small = generate(small, args.lines)
+        size_mb = small.stat().st_size / 1e6
+        print(f"generated {n_small} lines ({size_mb:.0f} MB)")
+        times: dict[str, list[float]] = {"bare": [], "text": [], "full": []}
+        events = 0
+        for _ in range(args.repeat):  # interleaved, so all see the same machine load
+            t0 = time.perf_counter()
+            bare_pass(small)
+            t1 = time.perf_counter()
+            bare_text_pass(small)
+            t2 = time.perf_counter()
+            events = full_parse(small)
+            t3 = time.perf_counter()
+            times["bare"].append(t1 - t0)
+            times["text"].append(t2 - t1)
+            times["full"].append(t3 - t2)
+        bare, text, full = (statistics.median(times[k]) for k in ("bare", "text", "full"))
+        ratio, ratio_text = full / bare, full / text
+        print(f"bare bytes pass {bare:.2f} s, bare text pass {text:.2f} s, full parse {full:.2f} s")
+        print(f"ratios: {ratio:.2f} (bytes), {ratio_text:.2f} (text); {events} events")
+        mem_rows = []
+        ev_s, exp_s, rss_s = peak_rss(small)
+        mem_rows.append((n_small, ev_s, exp_s, rss_s))
+        if args.big:
+            os.remove(small)
+            big = Path(tmp) / "big.log"
+            n_big = generate(big, args.big, seed=2)
+            ev_b, exp_b, rss_b = peak_rss(big)
+            mem_rows.append((n_big, ev_b, exp_b, rss_b))
+        for n, ev, exp, rss in mem_rows:
+            print(f"{n} lines: {ev} events, {exp} expired joins, peak RSS {rss / 1024:.1f} MiB")
+    verdict = "met" if ratio <= 2.5 else f"missed by {ratio / 2.5 - 1:.0%}"
+    md = [
+        "## bench_parse: log parsing",
+        "",
+        machine_line(),
+        f"Command: `python benchmarks/bench_parse.py --lines {args.lines} --big {args.big} "
+        f"--repeat {args.repeat}`",
+        "",
+        f"Postfix submission log, {n_small} lines ({size_mb:.0f} MB), medians of {args.repeat} "
+        "interleaved runs:",
+        "",
+        "| pass | seconds | lines/s |",
+        "|---|---|---|",
+        f"| (a) bare: bytes lines, one compiled regex each | {bare:.2f} | {n_small / bare:,.0f} |",
+        f"| (a') bare: text lines (`open(path)`), one regex each | {text:.2f} | "
+        f"{n_small / text:,.0f} |",
+        f"| (b) full parse into events with queue-id joins | {full:.2f} | {n_small / full:,.0f} |",
+        "",
+        f"Ratio (b)/(a): **{ratio:.2f}** (target <= 2.5: {verdict}); (b)/(a'): "
+        f"{ratio_text:.2f}; {events} events.",
+        "",
+        "Peak RSS of a fresh interpreter parsing the whole file:",
+        "",
+        "| lines | events | expired joins | peak RSS |",
+        "|---|---|---|---|",
+    ]
+    md += [f"| {n} | {ev} | {exp} | {rss / 1024:.1f} MiB |" for n, ev, exp, rss in mem_rows]
+    if not args.no_record:
+        update_results("bench_parse", "\n".join(md))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
