@@ -1,0 +1,1479 @@
+"""The detector: per-account features, learned baselines, cross-account signals, verdicts.
+
+:class:`Detector` turns events into :class:`~authabuse.rules.Verdict` objects. For each
+account it keeps, over a short and a long window (1 h and 24 h by default), the distinct
+source addresses (IPv6 counted by /64), countries and networks (ASN, or the /16 resp.
+/32 prefix where the geo data knows no ASN), messages, recipients and failed logins;
+and a learned baseline: the networks and countries the account usually uses, its peak
+daily volume and distinct addresses. Across accounts it keeps which accounts each source
+address served, which addresses took part in a detected abuse, and which accounts of
+each mail domain were flagged.
+
+Time comes from the events only, so replaying a log gives the same verdicts every time.
+
+>>> from datetime import datetime, timedelta, timezone
+>>> from authabuse.events import Submission
+>>> det = Detector(geo=None)
+>>> t0 = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
+>>> v = det.process(Submission(time=t0, ip="192.0.2.10", account="alice@example.jp",
+...                            recipient_count=1, recipients=("bob@example.org",)))
+>>> v.level, v.score
+(<Level.OK: 0>, 0.0)
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import math
+import os
+import struct
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+from typing import Any, Protocol
+
+from authabuse.errors import ConfigurationError, CorruptDataError, IncompatibleError
+from authabuse.events import AuthAttempt, Event, Submission
+from authabuse.rules import (
+    Compare,
+    Finding,
+    Level,
+    RuleSet,
+    Verdict,
+    default_rules,
+    split_feature,
+    window_label,
+)
+
+__all__ = ["Detector", "DetectorConfig", "DetectorStats"]
+
+STATE_MAGIC = "authabuse-detector-state"
+STATE_VERSION = 1
+
+
+class _Resolver(Protocol):
+    def resolve(self, ip: IPv4Address | IPv6Address) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    """Tunable limits of a :class:`Detector` (windows, memory bounds, tolerances).
+
+    * ``short_window`` / ``long_window``: seconds; features are named after them
+      (``ips_1h``, ``ips_24h``). A window is epoch-aligned and covers the current and the
+      previous slice of its length, i.e. between one and two window lengths of history.
+    * ``max_accounts``: accounts kept; the least recently active is dropped beyond it.
+    * ``idle_ttl``: an account idle this long (event time) is forgotten.
+    * ``max_ips``: source addresses kept for the cross-account signals.
+    * ``reorder_tolerance``: events up to this many seconds older than the newest one
+      seen are processed normally (and counted); older ones are counted and skipped.
+    * ``baseline_size``: networks and countries an account's baseline holds.
+    * ``exact_limit``: distinct sets are exact up to this size, then HyperLogLog sketches
+      of ``precision``.
+    * ``abuse_ip_ttl``: how long an address of a detected abuse stays marked.
+
+    >>> DetectorConfig(short_window=1800).labels
+    ('30m', '24h')
+    """
+
+    short_window: int = 3600
+    long_window: int = 86400
+    max_accounts: int = 1_000_000
+    idle_ttl: float = 35 * 86400.0
+    max_ips: int = 1_000_000
+    reorder_tolerance: float = 300.0
+    baseline_size: int = 12
+    exact_limit: int = 64
+    precision: int = 12
+    abuse_ip_ttl: float = 86400.0
+
+    def __post_init__(self) -> None:
+        for name in ("short_window", "long_window", "max_accounts", "max_ips", "exact_limit"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ConfigurationError(f"{name} must be a positive integer, got {v!r}")
+        if self.short_window >= self.long_window:
+            raise ConfigurationError("short_window must be shorter than long_window")
+        for name in ("idle_ttl", "reorder_tolerance", "abuse_ip_ttl"):
+            v = getattr(self, name)
+            if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise ConfigurationError(f"{name} must be a non-negative number, got {v!r}")
+        if not 1 <= self.baseline_size <= 255:
+            raise ConfigurationError("baseline_size must be 1..255")
+        if not 4 <= self.precision <= 18:
+            raise ConfigurationError("precision must be 4..18")
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        """The feature-name labels of the short and long window."""
+        return window_label(self.short_window), window_label(self.long_window)
+
+
+@dataclass(slots=True)
+class DetectorStats:
+    """Counts of what the detector did with its input (all event-driven).
+
+    >>> DetectorStats().events
+    0
+    """
+
+    events: int = 0
+    submissions: int = 0
+    auth_ok: int = 0
+    auth_failed: int = 0
+    ignored: int = 0
+    no_account: int = 0
+    allowlisted: int = 0
+    reordered: int = 0
+    too_late: int = 0
+    geo_unknown: int = 0
+    evicted_accounts: int = 0
+    expired_accounts: int = 0
+    evicted_ips: int = 0
+    flagged_accounts: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        """Return the counts as a plain mapping."""
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------- distinct sets
+# A distinct set is stored as: None (empty), an int/str (one member), a set (exact), or
+# a HyperLogLog sketch once it outgrows ``exact_limit``.
+
+
+def _hll_class() -> Any:
+    from authabuse.counters import HyperLogLog
+
+    return HyperLogLog
+
+
+def _d_add(container: Any, member: Any, limit: int, precision: int) -> Any:
+    if container is None:
+        return member
+    if isinstance(container, set):
+        container.add(member)
+        if len(container) > limit:
+            sketch = _hll_class()(precision)
+            sketch.update(m if isinstance(m, int) else m.encode() for m in container)
+            return sketch
+        return container
+    if isinstance(container, int | str):
+        if container == member:
+            return container
+        return {container, member}
+    container.add(member if isinstance(member, int) else member.encode())
+    return container
+
+
+def _d_len(container: Any) -> int:
+    if container is None:
+        return 0
+    if isinstance(container, set):
+        return len(container)
+    if isinstance(container, int | str):
+        return 1
+    return int(container.estimate())
+
+
+def _d_has(container: Any, member: Any) -> bool | None:
+    """Membership: True/False when exact, None when the set is a sketch."""
+    if container is None:
+        return False
+    if isinstance(container, set):
+        return member in container
+    if isinstance(container, int | str):
+        return container == member
+    return None
+
+
+def _d_len_with(container: Any, member: Any) -> int:
+    """Size after adding ``member``, without changing ``container``."""
+    has = _d_has(container, member)
+    if has is None:
+        probe = container.copy()
+        probe.add(member if isinstance(member, int) else member.encode())
+        return int(probe.estimate())
+    return _d_len(container) + (0 if has else 1)
+
+
+def _d_members(container: Any) -> list[Any]:
+    if container is None:
+        return []
+    if isinstance(container, set):
+        return list(container)
+    if isinstance(container, int | str):
+        return [container]
+    return []
+
+
+def _d_dump(container: Any) -> Any:
+    if container is None or isinstance(container, int | str):
+        return container
+    if isinstance(container, set):
+        return {"set": sorted(container, key=str)}
+    return {"hll": base64.b64encode(container.to_bytes()).decode("ascii")}
+
+
+def _d_load(data: Any) -> Any:
+    if data is None or isinstance(data, int | str):
+        return data
+    if "set" in data:
+        return set(data["set"])
+    return _hll_class().from_bytes(base64.b64decode(data["hll"]))
+
+
+# ----------------------------------------------------------------------------- windows
+
+
+class _Win:
+    """Counts of one window slice pair for one account (see ``DetectorConfig``)."""
+
+    __slots__ = (
+        "ccs",
+        "cnew",
+        "fails",
+        "ipm",
+        "ips",
+        "mails",
+        "nets",
+        "nnew",
+        "rcpts",
+        "rdoms",
+        "unusual",
+    )
+
+    def __init__(self) -> None:
+        self.mails = 0
+        self.ips: Any = None
+        self.ccs: dict[str, int] | None = None  # country -> events
+        self.nets: dict[int, int] | None = None  # network key -> events
+        self.nnew = 0  # networks not usual when first seen here
+        self.cnew = 0  # countries not usual when first seen here
+        self.unusual = 0  # messages from networks not usual at the time
+        self.ipm: dict[int, list[float]] | None = None  # ip -> [messages, first, last]
+        self.rcpts = 0
+        self.rdoms: Any = None
+        self.fails = 0
+
+    def dump(self) -> list[Any]:
+        return [
+            self.mails,
+            _d_dump(self.ips),
+            self.ccs,
+            None if self.nets is None else [[k, v] for k, v in self.nets.items()],
+            self.nnew,
+            self.cnew,
+            self.unusual,
+            None if self.ipm is None else [[k, *v] for k, v in self.ipm.items()],
+            self.rcpts,
+            _d_dump(self.rdoms),
+            self.fails,
+        ]
+
+    @classmethod
+    def load(cls, data: list[Any]) -> _Win:
+        w = cls()
+        (mails, ips, ccs, nets, w.nnew, w.cnew, w.unusual, ipm, w.rcpts, rdoms, w.fails) = data
+        w.mails = mails
+        w.ips = _d_load(ips)
+        w.ccs = ccs
+        w.nets = None if nets is None else {int(k): int(v) for k, v in nets}
+        w.ipm = None if ipm is None else {int(r[0]): [r[1], r[2], r[3]] for r in ipm}
+        w.rdoms = _d_load(rdoms)
+        return w
+
+
+_NET_CAP = 4096  # networks/IPs kept with counts per window; beyond, only the sketch counts
+_IPM_CAP = 4096
+
+
+class _Acct:
+    """Everything the detector remembers about one account (kept compact)."""
+
+    __slots__ = (
+        "first",
+        "flag",
+        "flag_t",
+        "known_ips",
+        "last",
+        "lb",
+        "lc",
+        "ln",
+        "peak_ips",
+        "peak_mails",
+        "sb",
+        "sc",
+        "sn",
+        "usual",
+    )
+
+    def __init__(self, t: float) -> None:
+        self.first = int(t)
+        self.last = t
+        self.usual: tuple[Any, ...] = ()  # network keys (int) and countries (str), MRU first
+        self.known_ips: tuple[int, ...] = ()
+        self.peak_mails = 0
+        self.peak_ips = 0
+        self.flag = 0  # Level value reached in the current long window
+        self.flag_t = 0.0
+        # short window: bucket index, window covering (b-1, b), window covering b only
+        self.sb = -1
+        self.sc: _Win | None = None
+        self.sn: _Win | None = None
+        self.lb = -1
+        self.lc: _Win | None = None
+        self.ln: _Win | None = None
+
+
+def _learned_usual(usual: tuple[Any, ...], w: _Win, size: int) -> tuple[Any, ...]:
+    """The baseline after learning window ``w``: its busiest networks and countries first."""
+    seen: list[Any] = []
+    if w.nets:
+        seen.extend(k for k, _ in sorted(w.nets.items(), key=lambda kv: (-kv[1], kv[0]))[:size])
+    if w.ccs:
+        seen.extend(k for k, _ in sorted(w.ccs.items(), key=lambda kv: (-kv[1], kv[0]))[:size])
+    if not seen:
+        return usual
+    nets = [k for k in seen if isinstance(k, int)] + [
+        k for k in usual if isinstance(k, int) and k not in seen
+    ]
+    ccs = [k for k in seen if isinstance(k, str)] + [
+        k for k in usual if isinstance(k, str) and k not in seen
+    ]
+    merged = nets[:size] + ccs[:size]
+    merged.sort(key=lambda k: (seen + list(usual)).index(k))
+    return tuple(merged)
+
+
+# ------------------------------------------------------------------ packed accounts
+# An account with nothing in its windows any more is kept as bytes: first seen (u32),
+# last seen (f64), learned peaks (2 x u32), then its usual networks (i64), usual
+# countries (ASCII, 3 bytes) and known addresses (2 x u64 each).
+
+_PACK_HEAD = struct.Struct("<IdIIBBB")
+_Q = struct.Struct("<q")
+_QQ = struct.Struct("<QQ")
+
+
+def _pack(acct: _Acct) -> bytes:
+    nets = [k for k in acct.usual if isinstance(k, int)]
+    ccs = [k for k in acct.usual if isinstance(k, str)]
+    # usual keeps MRU order across kinds; remember it as a permutation-free merge:
+    # networks and countries are each kept in their own MRU order.
+    out = [
+        _PACK_HEAD.pack(
+            acct.first & 0xFFFFFFFF,
+            acct.last,
+            min(acct.peak_mails, 0xFFFFFFFF),
+            min(acct.peak_ips, 0xFFFFFFFF),
+            len(nets),
+            len(ccs),
+            len(acct.known_ips),
+        )
+    ]
+    out.extend(_Q.pack(k) for k in nets)
+    out.extend(k.encode("ascii", "replace")[:3].ljust(3, b"\0") for k in ccs)
+    out.extend(_QQ.pack(m >> 64, m & 0xFFFFFFFFFFFFFFFF) for m in acct.known_ips)
+    return b"".join(out)
+
+
+def _unpack(data: bytes) -> _Acct:
+    first, last, peak_mails, peak_ips, n_nets, n_ccs, n_ips = _PACK_HEAD.unpack_from(data)
+    acct = _Acct(last)
+    acct.first = first
+    off = _PACK_HEAD.size
+    nets = [_Q.unpack_from(data, off + 8 * i)[0] for i in range(n_nets)]
+    off += 8 * n_nets
+    ccs = [sys.intern(data[off + 3 * i : off + 3 * i + 3].rstrip(b"\0").decode("ascii")) for i in range(n_ccs)]
+    off += 3 * n_ccs
+    ips = []
+    for i in range(n_ips):
+        hi, lo = _QQ.unpack_from(data, off + 16 * i)
+        ips.append((hi << 64) | lo)
+    acct.usual = tuple(nets + ccs)
+    acct.known_ips = tuple(ips)
+    acct.peak_mails = peak_mails
+    acct.peak_ips = peak_ips
+    return acct
+
+
+def _packed_last(data: bytes) -> float:
+    return float(_PACK_HEAD.unpack_from(data)[1])
+
+
+class _IPRec:
+    """Cross-account memory of one source address."""
+
+    __slots__ = ("abuse_until", "accts", "b", "fails", "prev")
+
+    def __init__(self) -> None:
+        self.b = -1
+        self.accts: Any = None  # distinct accounts in bucket b
+        self.prev: Any = None  # ... in bucket b-1
+        self.fails = 0  # failed logins in the short bucket
+        self.abuse_until = 0.0
+
+
+@dataclass(slots=True)
+class _Ctx:
+    """One event, resolved: what every feature needs."""
+
+    t: float
+    account: str | None
+    ip: IPv4Address | IPv6Address
+    member: int
+    cc: str | None
+    net: int
+    kind: int  # 0 submission, 1 auth ok, 2 auth failed
+    rcpts: int
+    rdoms: tuple[str, ...]
+    sb: int
+    lb: int
+
+
+_SUB, _AUTH_OK, _AUTH_FAIL = 0, 1, 2
+_V6_MARK = 1 << 64
+
+
+def _member(ip: IPv4Address | IPv6Address) -> int:
+    """Counting identity of an address: the IPv4 address, or the IPv6 /64 (tagged)."""
+    if ip.version == 4:
+        return int(ip)
+    return (int(ip) >> 64) | _V6_MARK
+
+
+def _prefix_net(ip: IPv4Address | IPv6Address) -> int:
+    """Network key where no ASN is known: -(1 + /16) for IPv4, -(65537 + /32) for IPv6."""
+    if ip.version == 4:
+        return -(1 + (int(ip) >> 16))
+    return -(65537 + (int(ip) >> 96))
+
+
+def _net_text(net: int) -> str:
+    if net >= 0:
+        return f"AS{net}"
+    if net >= -65536:
+        v = -net - 1
+        return f"{v >> 8}.{v & 255}.0.0/16"
+    v = -net - 65537
+    return f"{v >> 16:x}:{v & 0xFFFF:x}::/32"
+
+
+def _member_text(m: int) -> str:
+    if m & _V6_MARK:
+        return str(IPv6Address((m & (_V6_MARK - 1)) << 64)) + "/64"
+    return str(IPv4Address(m))
+
+
+class Detector:
+    """Score events per account with explainable rules; learn each account's normal.
+
+    * ``rules``: a :class:`~authabuse.rules.RuleSet` (default :func:`default_rules`).
+    * ``geo``: a :class:`~authabuse.geo.GeoResolver`; ``None`` places no address (no
+      countries, networks from address prefixes). Default: the embedded data.
+    * ``config``: a :class:`DetectorConfig`.
+
+    :meth:`check` is pure; :meth:`record` updates state; :meth:`process` does both and
+    returns the verdict.
+
+    >>> from datetime import datetime, timezone
+    >>> from authabuse.events import Submission
+    >>> det = Detector(geo=None)
+    >>> e = Submission(time=datetime(2024, 5, 1, tzinfo=timezone.utc), ip="192.0.2.1",
+    ...                account="a@example.jp")
+    >>> det.check(e).level, det.stats.events
+    (<Level.OK: 0>, 0)
+    >>> _ = det.process(e); det.stats.events
+    1
+    """
+
+    def __init__(
+        self,
+        *,
+        rules: RuleSet | None = None,
+        geo: Any = "default",
+        store: Any = None,
+        config: DetectorConfig | None = None,
+    ) -> None:
+        self.config = config or DetectorConfig()
+        short, long = self.config.labels
+        self.rules = rules if rules is not None else default_rules(short, long)
+        if not isinstance(self.rules, RuleSet):
+            raise ConfigurationError("rules must be a RuleSet (see authabuse.rules)")
+        for name in self.rules.reads:
+            _stem, label = split_feature(name)
+            if label is not None and label not in (short, long):
+                raise ConfigurationError(
+                    f"a rule reads {name!r} but the detector's windows are {short} and {long}"
+                )
+        if store is not None:
+            raise ConfigurationError("external counter stores are not supported yet")
+        if isinstance(geo, str) and geo == "default":
+            geo = _default_geo()
+        self.geo = geo
+        self.stats = DetectorStats()
+        self.clock = -math.inf  # newest event time seen
+        self._accts: dict[str, _Acct | bytes] = {}  # recency order; quiet ones packed
+        self._ips: dict[int, _IPRec] = {}
+        self._domains: dict[str, dict[str, float]] = {}  # domain -> account -> flagged at
+        self._geo_cache: dict[int, tuple[str | None, int | None]] = {}
+        self._benign: set[str] = set()
+        self._features = self._feature_table()
+        self._rules = [(r, r.when) for r in self.rules.rules]
+        self._sw = self.config.short_window
+        self._lw = self.config.long_window
+        self._swept = -1
+
+    # ------------------------------------------------------------------ public verbs
+
+    def check(self, event: Event) -> Verdict:
+        """Return the verdict ``event`` would get, without changing any state."""
+        ctx = self._context(event)
+        if ctx is None or ctx.account is None:
+            return self._ok(event, ctx)
+        acct = self._accts.get(ctx.account)
+        if isinstance(acct, bytes):
+            acct = _unpack(acct)
+        return self._verdict(ctx, acct, pure=True)
+
+    def record(self, event: Event) -> None:
+        """Update the state with ``event`` (counters, baselines, cross-account memory)."""
+        self._process(event, want_verdict=False)
+
+    def process(self, event: Event) -> Verdict:
+        """Record ``event`` and return its verdict (what a live detector does per event)."""
+        v = self._process(event, want_verdict=True)
+        assert v is not None  # noqa: S101 - want_verdict=True always returns one
+        return v
+
+    def mark_benign(self, account: str) -> None:
+        """Accept the account's current activity as normal: its baseline learns it.
+
+        The networks and countries of the account's current windows join its usual
+        ones, its learned peaks rise to the current volume, and its flag is cleared.
+        """
+        acct = self._accts.get(account)
+        if acct is None:
+            self._benign.add(account)
+            return
+        if isinstance(acct, bytes):
+            acct = self._accts[account] = _unpack(acct)
+        for w in (acct.lc, acct.sc):
+            if w is not None:
+                self._learn(acct, w)
+                acct.peak_mails = max(acct.peak_mails, w.mails)
+                acct.peak_ips = max(acct.peak_ips, _d_len(w.ips))
+        acct.flag = 0
+        acct.flag_t = 0.0
+
+    def memory_usage(self) -> dict[str, int]:
+        """Estimate the bytes held, with the number of accounts and addresses kept."""
+        size = sys.getsizeof
+        total = size(self._accts) + size(self._ips) + size(self._geo_cache)
+        for name, a in self._accts.items():
+            total += _acct_size(name, a) if isinstance(a, _Acct) else size(name) + 40 + size(a)
+        for rec in self._ips.values():
+            total += size(rec) + 32 + _dsize(rec.accts) + _dsize(rec.prev)
+        total += len(self._geo_cache) * 120
+        return {"bytes": total, "accounts": len(self._accts), "ips": len(self._ips)}
+
+    def __len__(self) -> int:
+        return len(self._accts)
+
+    def accounts(self) -> Iterator[str]:
+        """Iterate over the accounts currently kept."""
+        return iter(self._accts)
+
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the whole state to ``path`` atomically (versioned, checksummed).
+
+        The file is a one-line JSON header (magic, version, SHA-256 and length of the
+        body) followed by the gzip-compressed JSON body. It is written to a temporary
+        file in the same directory, flushed to disk and renamed over ``path``, so a
+        crash leaves either the old or the new state, never a torn one.
+        """
+        body = gzip.compress(
+            json.dumps(self._dump(), separators=(",", ":")).encode("utf-8"), compresslevel=5
+        )
+        header = {
+            "magic": STATE_MAGIC,
+            "version": STATE_VERSION,
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "length": len(body),
+        }
+        target = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(json.dumps(header).encode("ascii") + b"\n")
+                fh.write(body)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        rules: RuleSet | None = None,
+        geo: Any = "default",
+        config: DetectorConfig | None = None,
+    ) -> Detector:
+        """Restore a detector saved by :meth:`save`; refuse corrupt or foreign files.
+
+        Raises :class:`~authabuse.errors.CorruptDataError` for a damaged or truncated
+        file and :class:`~authabuse.errors.IncompatibleError` for a file written by
+        another state version or with other windows than ``config``.
+        """
+        target = Path(path)
+        try:
+            raw = target.read_bytes()
+        except OSError as exc:
+            raise CorruptDataError(f"cannot read state file {target}: {exc.strerror}") from None
+        head, sep, body = raw.partition(b"\n")
+        try:
+            header = json.loads(head)
+            if not isinstance(header, dict) or header.get("magic") != STATE_MAGIC:
+                raise ValueError
+        except ValueError:
+            raise CorruptDataError(f"{target} is not an authabuse detector state file") from None
+        if header.get("version") != STATE_VERSION:
+            raise IncompatibleError(
+                f"{target} holds detector state version {header.get('version')!r}; this "
+                f"authabuse reads version {STATE_VERSION} (start a fresh state)"
+            )
+        if not sep or len(body) != header.get("length"):
+            raise CorruptDataError(f"{target} is truncated ({len(body)} of {header.get('length')} bytes)")
+        if hashlib.sha256(body).hexdigest() != header.get("sha256"):
+            raise CorruptDataError(f"{target} is corrupt (checksum mismatch)")
+        try:
+            data = json.loads(gzip.decompress(body))
+        except (OSError, EOFError, ValueError) as exc:
+            raise CorruptDataError(f"{target} is corrupt: {exc}") from None
+        try:
+            saved = DetectorConfig(**data["config"])
+        except (TypeError, KeyError, ConfigurationError) as exc:
+            raise CorruptDataError(f"{target}: bad configuration in state: {exc}") from None
+        if config is not None and (
+            config.short_window != saved.short_window or config.long_window != saved.long_window
+        ):
+            raise IncompatibleError(
+                f"{target} was written with windows {saved.labels}, not {config.labels}"
+            )
+        det = cls(rules=rules, geo=geo, config=config or saved)
+        try:
+            det._restore(data)
+        except (TypeError, KeyError, ValueError, IndexError, struct.error) as exc:
+            raise CorruptDataError(f"{target}: malformed state: {exc!r}") from None
+        return det
+
+    def _dump(self) -> dict[str, Any]:
+        accounts: list[Any] = []
+        for name, acct in self._accts.items():
+            if isinstance(acct, bytes):
+                accounts.append([name, base64.b64encode(acct).decode("ascii")])
+                continue
+            wins = [acct.sc, acct.sn, acct.lc, acct.ln]
+            accounts.append(
+                [
+                    name,
+                    base64.b64encode(_pack(acct)).decode("ascii"),
+                    acct.flag,
+                    acct.flag_t,
+                    acct.sb,
+                    acct.lb,
+                    [None if w is None else w.dump() for w in wins],
+                ]
+            )
+        ips = [
+            [k, r.b, _d_dump(r.accts), _d_dump(r.prev), r.fails, r.abuse_until]
+            for k, r in self._ips.items()
+        ]
+        return {
+            "config": asdict(self.config),
+            "clock": self.clock if math.isfinite(self.clock) else None,
+            "swept": self._swept,
+            "stats": self.stats.to_dict(),
+            "accounts": accounts,
+            "ips": ips,
+            "domains": self._domains,
+            "benign": sorted(self._benign),
+        }
+
+    def _restore(self, data: dict[str, Any]) -> None:
+        clock = data["clock"]
+        self.clock = -math.inf if clock is None else float(clock)
+        self._swept = int(data["swept"])
+        for key, value in data["stats"].items():
+            if hasattr(self.stats, key):
+                setattr(self.stats, key, int(value))
+        for item in data["accounts"]:
+            name = item[0]
+            if not isinstance(name, str):
+                raise TypeError("account name")
+            packed = base64.b64decode(item[1], validate=True)
+            if len(item) == 2:
+                _unpack(packed)  # validate
+                self._accts[name] = packed
+                continue
+            acct = _unpack(packed)
+            acct.flag, acct.flag_t, acct.sb, acct.lb = (
+                int(item[2]),
+                float(item[3]),
+                int(item[4]),
+                int(item[5]),
+            )
+            acct.sc, acct.sn, acct.lc, acct.ln = (
+                None if w is None else _Win.load(w) for w in item[6]
+            )
+            self._accts[name] = acct
+        for k, b, accts, prev, fails, until in data["ips"]:
+            rec = _IPRec()
+            rec.b, rec.accts, rec.prev = int(b), _d_load(accts), _d_load(prev)
+            rec.fails, rec.abuse_until = int(fails), float(until)
+            self._ips[int(k)] = rec
+        self._domains = {
+            str(d): {str(a): float(t) for a, t in m.items()} for d, m in data["domains"].items()
+        }
+        self._benign = {str(a) for a in data["benign"]}
+
+    # -------------------------------------------------------------------- internals
+
+    def _ok(self, event: Event, ctx: _Ctx | None) -> Verdict:
+        account = getattr(event, "account", None)
+        ip = getattr(event, "ip", None)
+        return Verdict(
+            account=account,
+            level=Level.OK,
+            score=0.0,
+            findings=(),
+            time=event.time,
+            ip=None if ip is None else str(ip),
+            action=self.rules.policy.action(Level.OK),
+        )
+
+    def _process(self, event: Event, *, want_verdict: bool) -> Verdict | None:
+        ctx = self._context(event)
+        if ctx is None:
+            return self._ok(event, None) if want_verdict else None
+        st = self.stats
+        t = ctx.t
+        if t < self.clock:
+            if t < self.clock - self.config.reorder_tolerance:
+                st.too_late += 1
+                return self._ok(event, ctx) if want_verdict else None
+            st.reordered += 1
+        else:
+            if int(t // self._sw) != self._swept:
+                self._sweep(t)
+            self.clock = t
+        st.events += 1
+        if ctx.kind == _SUB:
+            st.submissions += 1
+        elif ctx.kind == _AUTH_OK:
+            st.auth_ok += 1
+        else:
+            st.auth_failed += 1
+        allow = self.rules.allow
+        if allow and (
+            (ctx.account is not None and ctx.account in allow.accounts)
+            or allow.allows_ip(ctx.ip, ctx.net if ctx.net >= 0 else None)
+        ):
+            st.allowlisted += 1
+            return self._ok(event, ctx) if want_verdict else None
+        self._record_ip(ctx)
+        if ctx.account is None:
+            st.no_account += 1
+            return self._ok(event, ctx) if want_verdict else None
+        acct = self._record_account(ctx)
+        if not want_verdict and not self._rules:
+            return None
+        v = self._verdict(ctx, acct, pure=False)
+        if v.level > Level.OK:
+            self._flagged(ctx, acct, v)
+        return v if want_verdict else None
+
+    def _context(self, event: Event) -> _Ctx | None:
+        if isinstance(event, Submission):
+            kind = _SUB
+            rdoms = event.recipient_domains()
+            rcpts = event.recipient_count if event.recipient_count is not None else len(event.recipients)
+        elif isinstance(event, AuthAttempt):
+            kind = _AUTH_OK if event.succeeded else _AUTH_FAIL
+            rdoms = ()
+            rcpts = 0
+        else:
+            self.stats.ignored += 1
+            return None
+        ip = event.ip
+        member = _member(ip)
+        cc, asn = self._locate(ip, member)
+        t = event.time.timestamp()
+        return _Ctx(
+            t=t,
+            account=event.account,
+            ip=ip,
+            member=member,
+            cc=cc,
+            net=asn if asn is not None else _prefix_net(ip),
+            kind=kind,
+            rcpts=rcpts,
+            rdoms=rdoms,
+            sb=int(t // self.config.short_window),
+            lb=int(t // self.config.long_window),
+        )
+
+    def _locate(self, ip: IPv4Address | IPv6Address, member: int) -> tuple[str | None, int | None]:
+        key = int(ip) if ip.version == 4 else member
+        hit = self._geo_cache.get(key)
+        if hit is not None:
+            return hit
+        cc: str | None = None
+        asn: int | None = None
+        if self.geo is not None:
+            loc = self.geo.resolve(ip)
+            if loc is not None:
+                cc = loc.country
+                asn = loc.asn
+        if cc is None:
+            self.stats.geo_unknown += 1
+        if len(self._geo_cache) >= 262144:
+            self._geo_cache.clear()
+        hit = (sys.intern(cc) if cc else None, asn)
+        self._geo_cache[key] = hit
+        return hit
+
+    # ------------------------------------------------------------------ recording
+
+    def _record_ip(self, ctx: _Ctx) -> None:
+        rec = self._ips.get(ctx.member)
+        if rec is None:
+            if len(self._ips) >= self.config.max_ips:
+                self._evict_ips()
+            rec = self._ips[ctx.member] = _IPRec()
+        lb = ctx.lb
+        if rec.b != lb and lb > rec.b:
+            del self._ips[ctx.member]  # keep dict order = order of last bucket
+            self._ips[ctx.member] = rec
+            rec.prev = rec.accts if rec.b == lb - 1 else None
+            rec.accts = None
+            rec.b = lb
+            rec.fails = 0
+        if ctx.account is not None:
+            rec.accts = _d_add(rec.accts, ctx.account, 16, 10)
+        if ctx.kind == _AUTH_FAIL:
+            rec.fails += 1
+
+    def _evict_ips(self) -> None:
+        # Drop the oldest quarter (dicts keep insertion order; refreshed records move back).
+        n = max(1, len(self._ips) // 4)
+        for key in list(self._ips)[:n]:
+            del self._ips[key]
+        self.stats.evicted_ips += n
+
+    def _record_account(self, ctx: _Ctx) -> _Acct:
+        name = ctx.account
+        assert name is not None  # noqa: S101 - callers check
+        accts = self._accts
+        found = accts.get(name)
+        acct = _unpack(found) if isinstance(found, bytes) else found
+        cfg = self.config
+        if acct is not None and ctx.t - acct.last > cfg.idle_ttl:
+            del accts[name]
+            self.stats.expired_accounts += 1
+            acct = None
+        if acct is None:
+            if len(accts) >= cfg.max_accounts:
+                self._evict_accounts()
+            acct = accts[name] = _Acct(ctx.t)
+            if name in self._benign:
+                self._benign.discard(name)
+        elif ctx.t >= acct.last or found is not acct:
+            # Keep dict order = recency order, for eviction of the least recently active.
+            del accts[name]
+            accts[name] = acct
+        acct.last = max(acct.last, ctx.t)
+        self._roll(acct, ctx)
+        usual = acct.usual
+        net_usual = ctx.net in usual
+        cc_usual = ctx.cc is None or ctx.cc in usual
+        for w in (acct.sc, acct.sn, acct.lc, acct.ln):
+            assert w is not None  # noqa: S101 - _roll creates them
+            self._add(w, ctx, net_usual, cc_usual, short=w is acct.sc or w is acct.sn)
+        return acct
+
+    def _sweep(self, t: float) -> None:
+        """Pack accounts whose windows are all past; forget accounts idle too long.
+
+        Runs when the event clock enters a new short window. Accounts are kept in order
+        of last activity, so the walk stops at the first one still active.
+        """
+        self._swept = int(t // self._sw)
+        lb = int(t // self._lw)
+        idle = self.config.idle_ttl
+        stale: list[str] = []
+        expired: list[str] = []
+        for name, acct in self._accts.items():
+            if isinstance(acct, bytes):
+                if t - _packed_last(acct) > idle:
+                    expired.append(name)
+                continue
+            if acct.lb >= lb - 1 or t - acct.last < self.config.reorder_tolerance:
+                break
+            stale.append(name)
+        for name in expired:
+            del self._accts[name]
+        self.stats.expired_accounts += len(expired)
+        for name in stale:
+            acct = self._accts[name]
+            assert isinstance(acct, _Acct)  # noqa: S101 - collected above
+            if t - acct.last > idle:
+                del self._accts[name]
+                self.stats.expired_accounts += 1
+                continue
+            if acct.ln is not None and acct.flag == 0:
+                self._learn(acct, acct.ln)
+            if acct.ln is not None:
+                acct.peak_mails = max(int(acct.peak_mails * 0.9), acct.ln.mails)
+                acct.peak_ips = max(int(acct.peak_ips * 0.9), _d_len(acct.ln.ips))
+            self._accts[name] = _pack(acct)
+        ips = self._ips
+        for key, rec in list(ips.items()):
+            if rec.b >= lb - 1 or rec.abuse_until > t:
+                break
+            del ips[key]
+
+    def _evict_accounts(self) -> None:
+        n = max(1, len(self._accts) // 100)
+        for key in list(self._accts)[:n]:
+            del self._accts[key]
+        self.stats.evicted_accounts += n
+
+    def _roll(self, acct: _Acct, ctx: _Ctx) -> None:
+        """Move the account's windows to the event's buckets; learn from finished days."""
+        if acct.lb != ctx.lb:
+            if acct.lb >= 0 and ctx.lb > acct.lb:
+                done = acct.ln  # the finished long bucket alone
+                if done is not None:
+                    if acct.flag == 0:
+                        self._learn(acct, done)
+                    acct.peak_mails = max(int(acct.peak_mails * 0.9), done.mails)
+                    acct.peak_ips = max(int(acct.peak_ips * 0.9), _d_len(done.ips))
+                if ctx.lb == acct.lb + 1:
+                    acct.lc, acct.ln = acct.ln, _Win()
+                else:
+                    acct.lc, acct.ln = _Win(), _Win()
+                acct.flag = 0
+                acct.lb = ctx.lb
+            elif acct.lb < 0:
+                acct.lc, acct.ln, acct.lb = _Win(), _Win(), ctx.lb
+            # else: a reordered event from the previous day: counted in the current windows
+        if acct.sb != ctx.sb:
+            if acct.sb >= 0 and ctx.sb == acct.sb + 1:
+                acct.sc, acct.sn = acct.sn, _Win()
+                acct.sb = ctx.sb
+            elif acct.sb < 0 or ctx.sb > acct.sb:
+                acct.sc, acct.sn, acct.sb = _Win(), _Win(), ctx.sb
+        if acct.sc is None or acct.sn is None or acct.lc is None or acct.ln is None:
+            acct.sc = acct.sc or _Win()
+            acct.sn = acct.sn or _Win()
+            acct.lc = acct.lc or _Win()
+            acct.ln = acct.ln or _Win()
+
+    def _learn(self, acct: _Acct, w: _Win) -> None:
+        """Fold a window's networks, countries and main addresses into the baseline."""
+        acct.usual = _learned_usual(acct.usual, w, self.config.baseline_size)
+        if w.ipm:
+            top = [k for k, _ in sorted(w.ipm.items(), key=lambda kv: -kv[1][0])[:4]]
+            acct.known_ips = tuple(top + [k for k in acct.known_ips if k not in top])[:4]
+        elif isinstance(w.ips, int):
+            acct.known_ips = tuple([w.ips] + [k for k in acct.known_ips if k != w.ips])[:4]
+
+    def _add(self, w: _Win, ctx: _Ctx, net_usual: bool, cc_usual: bool, *, short: bool) -> None:
+        cfg = self.config
+        kind = ctx.kind
+        if kind == _AUTH_FAIL:
+            w.fails += 1
+            return
+        w.ips = _d_add(w.ips, ctx.member, cfg.exact_limit, cfg.precision)
+        nets = w.nets
+        if nets is None:
+            nets = w.nets = {}
+        n = nets.get(ctx.net)
+        if n is None:
+            if len(nets) < _NET_CAP:
+                nets[ctx.net] = 1
+            if not net_usual:
+                w.nnew += 1
+        else:
+            nets[ctx.net] = n + 1
+        cc = ctx.cc
+        if cc is not None:
+            ccs = w.ccs
+            if ccs is None:
+                ccs = w.ccs = {}
+            c = ccs.get(cc)
+            if c is None:
+                ccs[cc] = 1
+                if not cc_usual:
+                    w.cnew += 1
+            else:
+                ccs[cc] = c + 1
+        if kind != _SUB:
+            return
+        w.mails += 1
+        if not net_usual:
+            w.unusual += 1
+        w.rcpts += ctx.rcpts
+        for d in ctx.rdoms:
+            w.rdoms = _d_add(w.rdoms, d, cfg.exact_limit, cfg.precision)
+        if short:
+            ipm = w.ipm
+            if ipm is None:
+                ipm = w.ipm = {}
+            rec = ipm.get(ctx.member)
+            if rec is None:
+                if len(ipm) < _IPM_CAP:
+                    ipm[ctx.member] = [1, ctx.t, ctx.t]
+            else:
+                rec[0] += 1
+                rec[2] = max(rec[2], ctx.t)
+
+    def _flagged(self, ctx: _Ctx, acct: _Acct, v: Verdict) -> None:
+        level = int(v.level)
+        if acct.flag == 0:
+            self.stats.flagged_accounts += 1
+            acct.flag_t = ctx.t
+        acct.flag = max(acct.flag, level)
+        if level >= Level.ABUSE:
+            until = ctx.t + self.config.abuse_ip_ttl
+            for w in (acct.sc,):
+                if w is not None and w.ipm:
+                    for m in w.ipm:
+                        rec = self._ips.get(m)
+                        if rec is not None and rec.abuse_until < until:
+                            rec.abuse_until = until
+            rec = self._ips.get(ctx.member)
+            if rec is not None:
+                rec.abuse_until = until
+        account = ctx.account
+        assert account is not None  # noqa: S101 - callers check
+        dom = account.rpartition("@")[2].lower() if "@" in account else None
+        if dom:
+            flagged = self._domains.setdefault(dom, {})
+            flagged[account] = ctx.t
+            if len(flagged) > 1024:
+                oldest = min(flagged, key=flagged.__getitem__)
+                del flagged[oldest]
+
+    # ------------------------------------------------------------------- features
+
+    def _verdict(self, ctx: _Ctx, acct: _Acct | None, *, pure: bool) -> Verdict:
+        view = _View(self, ctx, acct, pure)
+        findings: list[Finding] = []
+        score = 0.0
+        for rule, cond in self._rules:
+            if cond.evaluate(view):
+                score += rule.score
+                findings.append(self._finding(rule, view))
+        policy = self.rules.policy
+        level = policy.level(score) if findings else Level.OK
+        return Verdict(
+            account=ctx.account,
+            level=level,
+            score=float(score),
+            findings=tuple(findings),
+            time=datetime.fromtimestamp(ctx.t, UTC),
+            ip=str(ctx.ip),
+            action=policy.action(level),
+            features=view.values,
+        )
+
+    def _finding(self, rule: Any, view: _View) -> Finding:
+        parts: list[str] = []
+        limits: dict[str, Any] = {}
+        for atom in rule.when.atoms():
+            if isinstance(atom, Compare):
+                value = view[atom.feature]
+                parts.append(f"{atom.feature}={_fmt(value)} (limit {atom.op} {_fmt(atom.value)})")
+                limits[atom.feature] = {"value": value, "op": atom.op, "limit": atom.value}
+            else:
+                name = getattr(atom, "feature", "")
+                limits[name] = bool(view[name])
+        evidence: dict[str, Any] = {"features": limits, "ip": str(view.ctx.ip)}
+        context = view.context(rule.when.reads)
+        evidence.update(context)
+        extra = []
+        if "countries" in context:
+            extra.append("countries " + ", ".join(f"{k} {v}" for k, v in context["countries"]))
+        if "networks" in context:
+            extra.append("networks " + ", ".join(f"{k} {v}" for k, v in context["networks"]))
+        extra.append(f"ip {view.ctx.ip}" + (f" ({view.ctx.cc})" if view.ctx.cc else ""))
+        usual = context.get("usual") or "none learned yet"
+        extra.append(f"usually {usual}")
+        detail = "; ".join(parts + extra)
+        if rule.describe:
+            detail = f"{rule.describe}: {detail}"
+        return Finding(rule.name, float(rule.score), detail, evidence)
+
+    def _feature_table(self) -> dict[str, Callable[[_View], Any]]:
+        short, long = self.config.labels
+        table: dict[str, Callable[[_View], Any]] = {}
+        for label, is_short in ((short, True), (long, False)):
+            for stem, fn in _WINDOW_FNS.items():
+                table[f"{stem}_{label}"] = _bind(fn, is_short)
+        table.update(_PLAIN_FNS)
+        return table
+
+
+def _bind(fn: Callable[[_View, bool], Any], is_short: bool) -> Callable[[_View], Any]:
+    return lambda view: fn(view, is_short)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+class _View(dict[str, Any]):
+    """Feature values for one event, computed on first access."""
+
+    __slots__ = ("acct", "ctx", "det", "pure", "values")
+
+    def __init__(self, det: Detector, ctx: _Ctx, acct: _Acct | None, pure: bool) -> None:
+        super().__init__()
+        self.det = det
+        self.ctx = ctx
+        self.acct = acct
+        self.pure = pure  # True: the event is not recorded yet, count it in
+        self.values: dict[str, Any] = self
+
+    def __missing__(self, name: str) -> Any:
+        fn = self.det._features.get(name)
+        if fn is None:
+            raise ConfigurationError(f"unknown feature {name!r}")
+        value = fn(self)
+        self[name] = value
+        return value
+
+    # windows as they are after this event is recorded
+    def win(self, short: bool) -> _Win | None:
+        acct = self.acct
+        if acct is None:
+            return None
+        ctx = self.ctx
+        if short:
+            if acct.sb == ctx.sb:
+                return acct.sc
+            if acct.sb == ctx.sb - 1:
+                return acct.sn
+            return None
+        if acct.lb == ctx.lb:
+            return acct.lc
+        if acct.lb == ctx.lb - 1:
+            return acct.ln
+        return None
+
+    @property
+    def usual(self) -> tuple[Any, ...]:
+        """The account's baseline as it is when this event is counted."""
+        acct = self.acct
+        if acct is None:
+            return ()
+        if (
+            self.pure
+            and 0 <= acct.lb < self.ctx.lb
+            and acct.flag == 0
+            and acct.ln is not None
+        ):
+            return _learned_usual(acct.usual, acct.ln, self.det.config.baseline_size)
+        return acct.usual
+
+    def pending(self) -> bool:
+        """Whether the event still has to be counted in (pure check)."""
+        return self.pure and self.ctx.kind != _AUTH_FAIL
+
+    def context(self, reads: Iterable[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        windows = {split_feature(n)[1] for n in reads}
+        short_label = self.det.config.labels[0]
+        is_short = short_label in windows or (None in windows and len(windows) == 1)
+        w = self.win(bool(is_short))
+        if w is not None:
+            ccs = dict(w.ccs or {})
+            nets = dict(w.nets or {})
+            if self.pending():
+                if self.ctx.cc:
+                    ccs[self.ctx.cc] = ccs.get(self.ctx.cc, 0) + 1
+                nets[self.ctx.net] = nets.get(self.ctx.net, 0) + 1
+            top = sorted(ccs.items(), key=lambda kv: (-kv[1], kv[0]))
+            out["countries"] = top[:12]
+            if len(top) > 12:
+                out["countries"].append((f"+{len(top) - 12} more", sum(v for _, v in top[12:])))
+            tn = sorted(nets.items(), key=lambda kv: (-kv[1], kv[0]))
+            out["networks"] = [(_net_text(k), v) for k, v in tn[:6]]
+            out["window"] = self.det.config.labels[0 if is_short else 1]
+        acct = self.acct
+        if acct is not None and acct.usual:
+            out["usual"] = " ".join(
+                k if isinstance(k, str) else _net_text(k) for k in acct.usual[:8]
+            )
+        rec = self.det._ips.get(self.ctx.member)
+        if rec is not None and any(n.startswith("ip_accounts") for n in reads):
+            out["ip_accounts"] = sorted(_d_members(rec.accts))[:10]
+        if self.ctx.account and any(n.startswith("domain_flagged") for n in reads):
+            dom = self.ctx.account.rpartition("@")[2].lower()
+            flagged = self.det._domains.get(dom, {})
+            out["domain_flagged"] = sorted(a for a in flagged if a != self.ctx.account)[:10]
+        return out
+
+
+# ----------------------------------------------------------------- feature functions
+
+
+def _f_mails(v: _View, s: bool) -> int:
+    w = v.win(s)
+    n = w.mails if w else 0
+    return n + (1 if v.pure and v.ctx.kind == _SUB else 0)
+
+
+def _f_ips(v: _View, s: bool) -> int:
+    w = v.win(s)
+    if v.pending():
+        return _d_len_with(w.ips if w else None, v.ctx.member)
+    return _d_len(w.ips) if w else 0
+
+
+def _f_countries(v: _View, s: bool) -> int:
+    w = v.win(s)
+    n = len(w.ccs) if w and w.ccs else 0
+    if v.pending() and v.ctx.cc and not (w and w.ccs and v.ctx.cc in w.ccs):
+        n += 1
+    return n
+
+
+def _net_count(w: _Win | None) -> int:
+    if w is None or not w.nets:
+        return 0
+    return len(w.nets)
+
+
+def _f_asns(v: _View, s: bool) -> int:
+    w = v.win(s)
+    n = _net_count(w)
+    if v.pending() and not (w and w.nets and v.ctx.net in w.nets):
+        n += 1
+    return n
+
+
+def _f_new_asns(v: _View, s: bool) -> int:
+    w = v.win(s)
+    n = w.nnew if w else 0
+    if v.pending() and not (w and w.nets and v.ctx.net in w.nets) and not v["network_usual"]:
+        n += 1
+    return n
+
+
+def _f_new_countries(v: _View, s: bool) -> int:
+    w = v.win(s)
+    n = w.cnew if w else 0
+    cc = v.ctx.cc
+    if (
+        v.pending()
+        and cc
+        and not (w and w.ccs and cc in w.ccs)
+        and cc not in v.usual
+    ):
+        n += 1
+    return n
+
+
+def _f_new_share(v: _View, s: bool) -> float:
+    w = v.win(s)
+    mails = w.mails if w else 0
+    unusual = w.unusual if w else 0
+    if v.pure and v.ctx.kind == _SUB:
+        mails += 1
+        unusual += 0 if v["network_usual"] else 1
+    return unusual / mails if mails else 0.0
+
+
+def _f_ips_per_mail(v: _View, s: bool) -> float:
+    mails = _f_mails(v, s)
+    return _f_ips(v, s) / mails if mails else 0.0
+
+
+def _ip_run(v: _View, s: bool) -> tuple[int, float, float]:
+    w = v.win(True)  # per-address runs are kept for the short window only
+    rec = w.ipm.get(v.ctx.member) if w and w.ipm else None
+    n, first, last = (int(rec[0]), rec[1], rec[2]) if rec else (0, v.ctx.t, v.ctx.t)
+    if v.pure and v.ctx.kind == _SUB:
+        n += 1
+        last = max(last, v.ctx.t)
+    return n, first, last
+
+
+def _f_ip_mails(v: _View, s: bool) -> int:
+    return _ip_run(v, s)[0]
+
+
+def _f_ip_rate(v: _View, s: bool) -> float:
+    n, first, last = _ip_run(v, s)
+    if n < 2:
+        return 0.0
+    return (n - 1) / max(last - first, 1.0)
+
+
+def _f_rcpt_domains(v: _View, s: bool) -> int:
+    w = v.win(s)
+    container = w.rdoms if w else None
+    if v.pure and v.ctx.kind == _SUB and v.ctx.rdoms:
+        probe = container.copy() if hasattr(container, "copy") else container
+        for d in v.ctx.rdoms:
+            probe = _d_add(probe, d, 1 << 30, 12)
+        return _d_len(probe)
+    return _d_len(container)
+
+
+def _f_rcpts(v: _View, s: bool) -> int:
+    w = v.win(s)
+    return (w.rcpts if w else 0) + (v.ctx.rcpts if v.pure and v.ctx.kind == _SUB else 0)
+
+
+def _f_auth_failures(v: _View, s: bool) -> int:
+    w = v.win(s)
+    return (w.fails if w else 0) + (1 if v.pure and v.ctx.kind == _AUTH_FAIL else 0)
+
+
+def _f_ip_auth_failures(v: _View, s: bool) -> int:
+    rec = v.det._ips.get(v.ctx.member)
+    n = rec.fails if rec is not None and rec.b == v.ctx.lb else 0
+    return n + (1 if v.pure and v.ctx.kind == _AUTH_FAIL else 0)
+
+
+def _f_ip_accounts(v: _View, s: bool) -> int:
+    rec = v.det._ips.get(v.ctx.member)
+    account = v.ctx.account
+    if rec is None:
+        return 1 if account else 0
+    cur = rec.accts if rec.b == v.ctx.lb else None
+    prev = rec.prev if rec.b == v.ctx.lb else rec.accts if rec.b == v.ctx.lb - 1 else None
+    members = set(_d_members(cur)) | set(_d_members(prev))
+    if account:
+        members.add(account)
+    return len(members)
+
+
+def _f_domain_flagged(v: _View, s: bool) -> int:
+    account = v.ctx.account
+    if not account or "@" not in account:
+        return 0
+    flagged = v.det._domains.get(account.rpartition("@")[2].lower())
+    if not flagged:
+        return 0
+    window = v.det.config.short_window if s else v.det.config.long_window
+    t = v.ctx.t
+    return sum(1 for a, at in flagged.items() if a != account and t - at <= window)
+
+
+_WINDOW_FNS: dict[str, Callable[[_View, bool], Any]] = {
+    "mails": _f_mails,
+    "ips": _f_ips,
+    "countries": _f_countries,
+    "asns": _f_asns,
+    "new_countries": _f_new_countries,
+    "new_asns": _f_new_asns,
+    "new_share": _f_new_share,
+    "ips_per_mail": _f_ips_per_mail,
+    "ip_mails": _f_ip_mails,
+    "ip_rate": _f_ip_rate,
+    "rcpt_domains": _f_rcpt_domains,
+    "rcpts": _f_rcpts,
+    "auth_failures": _f_auth_failures,
+    "ip_auth_failures": _f_ip_auth_failures,
+    "ip_accounts": _f_ip_accounts,
+    "domain_flagged": _f_domain_flagged,
+}
+
+
+def _history_days(v: _View) -> float:
+    if v.acct is None:
+        return 0.0
+    return max(0.0, (v.ctx.t - v.acct.first) / 86400.0)
+
+
+_PLAIN_FNS: dict[str, Callable[[_View], Any]] = {
+    "history_days": _history_days,
+    "usual_networks": lambda v: len(v.usual),
+    "peak_ips_day": lambda v: v.acct.peak_ips if v.acct else 0,
+    "peak_mails_day": lambda v: v.acct.peak_mails if v.acct else 0,
+    "network_usual": lambda v: v.ctx.net in v.usual,
+    "country_usual": lambda v: v.ctx.cc is not None and v.ctx.cc in v.usual,
+    "ip_usual": lambda v: bool(v.acct and v.ctx.member in v.acct.known_ips),
+    "ip_in_abuse": lambda v: bool(
+        (rec := v.det._ips.get(v.ctx.member)) is not None and rec.abuse_until > v.ctx.t
+    ),
+    "country_unknown": lambda v: v.ctx.cc is None,
+    "is_submission": lambda v: v.ctx.kind == _SUB,
+    "auth_failed": lambda v: v.ctx.kind == _AUTH_FAIL,
+}
+
+
+def _dsize(c: Any) -> int:
+    if c is None:
+        return 0
+    if isinstance(c, int | str):
+        return 0 if isinstance(c, str) else sys.getsizeof(c)
+    if isinstance(c, set):
+        return sys.getsizeof(c) + sum(sys.getsizeof(m) for m in c if isinstance(m, int))
+    return sys.getsizeof(c) + (1 << 12)
+
+
+def _wsize(w: _Win | None) -> int:
+    if w is None:
+        return 0
+    size = sys.getsizeof
+    total = size(w) + _dsize(w.ips) + _dsize(w.rdoms)
+    if w.ccs is not None:
+        total += size(w.ccs)
+    if w.nets is not None:
+        total += size(w.nets) + 32 * len(w.nets)
+    if w.ipm is not None:
+        total += size(w.ipm) + 150 * len(w.ipm)
+    return total
+
+
+def _acct_size(name: str, a: _Acct) -> int:
+    size = sys.getsizeof
+    total = size(name) + 40 + size(a) + size(a.usual) + size(a.known_ips) + size(a.last)
+    total += sum(size(k) for k in a.usual if isinstance(k, int) and not -5 <= k <= 256)
+    seen: set[int] = set()
+    for w in (a.sc, a.sn, a.lc, a.ln):
+        if w is not None and id(w) not in seen:
+            seen.add(id(w))
+            total += _wsize(w)
+    return total
+
+
+def _default_geo() -> Any:
+    try:
+        from authabuse.geo import default_resolver
+    except ImportError:  # the geo package has not landed in this checkout
+        return None
+    return default_resolver()
