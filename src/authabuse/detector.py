@@ -34,7 +34,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,7 +88,7 @@ class DetectorConfig:
     max_accounts: int = 1_000_000
     idle_ttl: float = 35 * 86400.0
     max_ips: int = 1_000_000
-    reorder_tolerance: float = 300.0
+    reorder_tolerance: float = 3600.0
     baseline_size: int = 12
     exact_limit: int = 64
     precision: int = 12
@@ -150,9 +150,12 @@ class DetectorStats:
 
 
 def _hll_class() -> Any:
-    from authabuse.counters import HyperLogLog
+    import importlib
 
-    return HyperLogLog
+    try:  # TEMPORARY until the counters package lands: stay exact
+        return importlib.import_module("authabuse.counters").HyperLogLog
+    except ImportError:
+        return None
 
 
 def _d_add(container: Any, member: Any, limit: int, precision: int) -> Any:
@@ -160,8 +163,8 @@ def _d_add(container: Any, member: Any, limit: int, precision: int) -> Any:
         return member
     if isinstance(container, set):
         container.add(member)
-        if len(container) > limit:
-            sketch = _hll_class()(precision)
+        if len(container) > limit and (cls := _hll_class()) is not None:
+            sketch = cls(precision)
             sketch.update(m if isinstance(m, int) else m.encode() for m in container)
             return sketch
         return container
@@ -190,7 +193,7 @@ def _d_has(container: Any, member: Any) -> bool | None:
     if isinstance(container, set):
         return member in container
     if isinstance(container, int | str):
-        return container == member
+        return bool(container == member)
     return None
 
 
@@ -334,7 +337,7 @@ class _Acct:
 
 
 def _learned_usual(usual: tuple[Any, ...], w: _Win, size: int) -> tuple[Any, ...]:
-    """The baseline after learning window ``w``: its busiest networks and countries first."""
+    """Return the baseline after learning window ``w`` (its busiest keys first)."""
     seen: list[Any] = []
     if w.nets:
         seen.extend(k for k, _ in sorted(w.nets.items(), key=lambda kv: (-kv[1], kv[0]))[:size])
@@ -349,7 +352,8 @@ def _learned_usual(usual: tuple[Any, ...], w: _Win, size: int) -> tuple[Any, ...
         k for k in usual if isinstance(k, str) and k not in seen
     ]
     merged = nets[:size] + ccs[:size]
-    merged.sort(key=lambda k: (seen + list(usual)).index(k))
+    order = seen + list(usual)
+    merged.sort(key=order.index)
     return tuple(merged)
 
 
@@ -392,7 +396,10 @@ def _unpack(data: bytes) -> _Acct:
     off = _PACK_HEAD.size
     nets = [_Q.unpack_from(data, off + 8 * i)[0] for i in range(n_nets)]
     off += 8 * n_nets
-    ccs = [sys.intern(data[off + 3 * i : off + 3 * i + 3].rstrip(b"\0").decode("ascii")) for i in range(n_ccs)]
+    ccs = [
+        sys.intern(data[off + 3 * i : off + 3 * i + 3].rstrip(b"\0").decode("ascii"))
+        for i in range(n_ccs)
+    ]
     off += 3 * n_ccs
     ips = []
     for i in range(n_ips):
@@ -427,6 +434,7 @@ class _Ctx:
     """One event, resolved: what every feature needs."""
 
     t: float
+    time: datetime
     account: str | None
     ip: IPv4Address | IPv6Address
     member: int
@@ -444,7 +452,7 @@ _V6_MARK = 1 << 64
 
 
 def _member(ip: IPv4Address | IPv6Address) -> int:
-    """Counting identity of an address: the IPv4 address, or the IPv6 /64 (tagged)."""
+    """Return the counting identity of an address: IPv4 itself, IPv6 its /64 (tagged)."""
     if ip.version == 4:
         return int(ip)
     return (int(ip) >> 64) | _V6_MARK
@@ -531,6 +539,7 @@ class Detector:
         self._sw = self.config.short_window
         self._lw = self.config.long_window
         self._swept = -1
+        self._ok_action = self.rules.policy.action(Level.OK)
 
     # ------------------------------------------------------------------ public verbs
 
@@ -591,7 +600,6 @@ class Detector:
     def accounts(self) -> Iterator[str]:
         """Iterate over the accounts currently kept."""
         return iter(self._accts)
-
 
     # ------------------------------------------------------------------ persistence
 
@@ -658,7 +666,9 @@ class Detector:
                 f"authabuse reads version {STATE_VERSION} (start a fresh state)"
             )
         if not sep or len(body) != header.get("length"):
-            raise CorruptDataError(f"{target} is truncated ({len(body)} of {header.get('length')} bytes)")
+            raise CorruptDataError(
+                f"{target} is truncated ({len(body)} of {header.get('length')} bytes)"
+            )
         if hashlib.sha256(body).hexdigest() != header.get("sha256"):
             raise CorruptDataError(f"{target} is corrupt (checksum mismatch)")
         try:
@@ -764,7 +774,8 @@ class Detector:
             findings=(),
             time=event.time,
             ip=None if ip is None else str(ip),
-            action=self.rules.policy.action(Level.OK),
+            action=self._ok_action,
+            country=None if ctx is None else ctx.cc,
         )
 
     def _process(self, event: Event, *, want_verdict: bool) -> Verdict | None:
@@ -812,7 +823,11 @@ class Detector:
         if isinstance(event, Submission):
             kind = _SUB
             rdoms = event.recipient_domains()
-            rcpts = event.recipient_count if event.recipient_count is not None else len(event.recipients)
+            rcpts = (
+                event.recipient_count
+                if event.recipient_count is not None
+                else len(event.recipients)
+            )
         elif isinstance(event, AuthAttempt):
             kind = _AUTH_OK if event.succeeded else _AUTH_FAIL
             rdoms = ()
@@ -826,6 +841,7 @@ class Detector:
         t = event.time.timestamp()
         return _Ctx(
             t=t,
+            time=event.time,
             account=event.account,
             ip=ip,
             member=member,
@@ -1004,7 +1020,9 @@ class Detector:
         elif isinstance(w.ips, int):
             acct.known_ips = tuple([w.ips] + [k for k in acct.known_ips if k != w.ips])[:4]
 
-    def _add(self, w: _Win, ctx: _Ctx, net_usual: bool, cc_usual: bool, *, short: bool) -> None:
+    def _add(  # noqa: PLR0912 - the per-event hot path stays one flat function, for speed
+        self, w: _Win, ctx: _Ctx, net_usual: bool, cc_usual: bool, *, short: bool
+    ) -> None:
         cfg = self.config
         kind = ctx.kind
         if kind == _AUTH_FAIL:
@@ -1098,10 +1116,11 @@ class Detector:
             level=level,
             score=float(score),
             findings=tuple(findings),
-            time=datetime.fromtimestamp(ctx.t, UTC),
+            time=ctx.time,
             ip=str(ctx.ip),
             action=policy.action(level),
-            features=view.values,
+            country=ctx.cc,
+            features=view,
         )
 
     def _finding(self, rule: Any, view: _View) -> Finding:
@@ -1154,7 +1173,7 @@ def _fmt(v: Any) -> str:
 class _View(dict[str, Any]):
     """Feature values for one event, computed on first access."""
 
-    __slots__ = ("acct", "ctx", "det", "pure", "values")
+    __slots__ = ("acct", "ctx", "det", "pure")
 
     def __init__(self, det: Detector, ctx: _Ctx, acct: _Acct | None, pure: bool) -> None:
         super().__init__()
@@ -1162,7 +1181,6 @@ class _View(dict[str, Any]):
         self.ctx = ctx
         self.acct = acct
         self.pure = pure  # True: the event is not recorded yet, count it in
-        self.values: dict[str, Any] = self
 
     def __missing__(self, name: str) -> Any:
         fn = self.det._features.get(name)
@@ -1173,7 +1191,7 @@ class _View(dict[str, Any]):
         return value
 
     # windows as they are after this event is recorded
-    def win(self, short: bool) -> _Win | None:
+    def win(self, short: bool) -> _Win | None:  # noqa: PLR0911 - one return per case
         acct = self.acct
         if acct is None:
             return None
@@ -1196,12 +1214,7 @@ class _View(dict[str, Any]):
         acct = self.acct
         if acct is None:
             return ()
-        if (
-            self.pure
-            and 0 <= acct.lb < self.ctx.lb
-            and acct.flag == 0
-            and acct.ln is not None
-        ):
+        if self.pure and 0 <= acct.lb < self.ctx.lb and acct.flag == 0 and acct.ln is not None:
             return _learned_usual(acct.usual, acct.ln, self.det.config.baseline_size)
         return acct.usual
 
@@ -1294,12 +1307,7 @@ def _f_new_countries(v: _View, s: bool) -> int:
     w = v.win(s)
     n = w.cnew if w else 0
     cc = v.ctx.cc
-    if (
-        v.pending()
-        and cc
-        and not (w and w.ccs and cc in w.ccs)
-        and cc not in v.usual
-    ):
+    if v.pending() and cc and not (w and w.ccs and cc in w.ccs) and cc not in v.usual:
         n += 1
     return n
 
@@ -1344,7 +1352,9 @@ def _f_rcpt_domains(v: _View, s: bool) -> int:
     w = v.win(s)
     container = w.rdoms if w else None
     if v.pure and v.ctx.kind == _SUB and v.ctx.rdoms:
-        probe = container.copy() if hasattr(container, "copy") else container
+        probe = (
+            container.copy() if container is not None and hasattr(container, "copy") else container
+        )
         for d in v.ctx.rdoms:
             probe = _d_add(probe, d, 1 << 30, 12)
         return _d_len(probe)
@@ -1472,8 +1482,9 @@ def _acct_size(name: str, a: _Acct) -> int:
 
 
 def _default_geo() -> Any:
-    try:
-        from authabuse.geo import default_resolver
-    except ImportError:  # the geo package has not landed in this checkout
+    import importlib
+
+    try:  # TEMPORARY until the geo package lands
+        return importlib.import_module("authabuse.geo").default_resolver()
+    except ImportError:
         return None
-    return default_resolver()

@@ -776,7 +776,7 @@ class Policy:
 
     suspicious: float = 50.0
     abuse: float = 100.0
-    actions: Mapping[Level, str] = field(default_factory=lambda: dict(_DEFAULT_ACTIONS))
+    actions: Mapping[Any, str] = field(default_factory=lambda: dict(_DEFAULT_ACTIONS))
 
     def __post_init__(self) -> None:
         for name in ("suspicious", "abuse"):
@@ -879,6 +879,7 @@ class Verdict:
     time: datetime
     ip: str | None = None
     action: str = "accept"
+    country: str | None = None
     features: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
