@@ -14,6 +14,7 @@ IPv4Address('192.0.2.1')
 from __future__ import annotations
 
 from authabuse.counters import CounterStore, HyperLogLog, MemoryStore
+from authabuse.detector import Detector, DetectorConfig, DetectorStats
 from authabuse.errors import (
     AuthAbuseError,
     ConfigurationError,
@@ -35,32 +36,61 @@ from authabuse.events import (
     parse_ip,
 )
 from authabuse.parsers import LogParser, ParseStats, iter_events, parse_line
+from authabuse.rules import (
+    Allowlist,
+    Condition,
+    F,
+    Finding,
+    Level,
+    Policy,
+    Rule,
+    RuleSet,
+    Verdict,
+    default_rules,
+    load_rules,
+    parse_condition,
+)
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Allowlist",
     "AuthAbuseError",
     "AuthAttempt",
+    "Condition",
     "ConfigurationError",
     "CorruptDataError",
     "CounterStore",
     "Delivery",
+    "Detector",
+    "DetectorConfig",
+    "DetectorStats",
     "Event",
+    "F",
+    "Finding",
     "GeoDataError",
     "HyperLogLog",
     "IPAddress",
     "IncompatibleError",
     "InvalidEventError",
+    "Level",
     "LogParser",
     "MemoryStore",
     "MissingExtraError",
     "ParseError",
     "ParseStats",
+    "Policy",
+    "Rule",
+    "RuleSet",
     "Submission",
+    "Verdict",
     "__version__",
+    "default_rules",
     "event_from_dict",
     "event_from_json",
     "iter_events",
+    "load_rules",
+    "parse_condition",
     "parse_ip",
     "parse_line",
 ]

@@ -39,6 +39,7 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any, Protocol
 
+from authabuse.counters import HyperLogLog
 from authabuse.errors import ConfigurationError, CorruptDataError, IncompatibleError
 from authabuse.events import AuthAttempt, Event, Submission
 from authabuse.rules import (
@@ -149,22 +150,13 @@ class DetectorStats:
 # a HyperLogLog sketch once it outgrows ``exact_limit``.
 
 
-def _hll_class() -> Any:
-    import importlib
-
-    try:  # TEMPORARY until the counters package lands: stay exact
-        return importlib.import_module("authabuse.counters").HyperLogLog
-    except ImportError:
-        return None
-
-
 def _d_add(container: Any, member: Any, limit: int, precision: int) -> Any:
     if container is None:
         return member
     if isinstance(container, set):
         container.add(member)
-        if len(container) > limit and (cls := _hll_class()) is not None:
-            sketch = cls(precision)
+        if len(container) > limit:
+            sketch = HyperLogLog(precision)
             sketch.update(m if isinstance(m, int) else m.encode() for m in container)
             return sketch
         return container
@@ -230,7 +222,7 @@ def _d_load(data: Any) -> Any:
         return data
     if "set" in data:
         return set(data["set"])
-    return _hll_class().from_bytes(base64.b64decode(data["hll"]))
+    return HyperLogLog.from_bytes(base64.b64decode(data["hll"]))
 
 
 # ----------------------------------------------------------------------------- windows
@@ -294,6 +286,7 @@ class _Win:
         return w
 
 
+_COMMON_MIN = 200  # events before the global country shares mean anything
 _NET_CAP = 4096  # networks/IPs kept with counts per window; beyond, only the sketch counts
 _IPM_CAP = 4096
 
@@ -534,6 +527,9 @@ class Detector:
         self._domains: dict[str, dict[str, float]] = {}  # domain -> account -> flagged at
         self._geo_cache: dict[int, tuple[str | None, int | None]] = {}
         self._benign: set[str] = set()
+        self._cc_counts: dict[str, int] = {}  # all accounts' events per country (decayed)
+        self._cc_total = 0
+        self._cc_b = -1
         self._features = self._feature_table()
         self._rules = [(r, r.when) for r in self.rules.rules]
         self._sw = self.config.short_window
@@ -723,6 +719,7 @@ class Detector:
             "ips": ips,
             "domains": self._domains,
             "benign": sorted(self._benign),
+            "countries": [self._cc_b, self._cc_counts],
         }
 
     def _restore(self, data: dict[str, Any]) -> None:
@@ -761,6 +758,10 @@ class Detector:
             str(d): {str(a): float(t) for a, t in m.items()} for d, m in data["domains"].items()
         }
         self._benign = {str(a) for a in data["benign"]}
+        cc_b, ccs = data["countries"]
+        self._cc_b = int(cc_b)
+        self._cc_counts = {str(k): int(v) for k, v in ccs.items()}
+        self._cc_total = sum(self._cc_counts.values())
 
     # -------------------------------------------------------------------- internals
 
@@ -808,6 +809,7 @@ class Detector:
             st.allowlisted += 1
             return self._ok(event, ctx) if want_verdict else None
         self._record_ip(ctx)
+        self._record_country(ctx)
         if ctx.account is None:
             st.no_account += 1
             return self._ok(event, ctx) if want_verdict else None
@@ -894,6 +896,29 @@ class Detector:
             rec.accts = _d_add(rec.accts, ctx.account, 16, 10)
         if ctx.kind == _AUTH_FAIL:
             rec.fails += 1
+
+    def _record_country(self, ctx: _Ctx) -> None:
+        if ctx.kind == _AUTH_FAIL or ctx.cc is None:
+            return
+        if ctx.lb > self._cc_b:
+            if self._cc_b >= 0:  # halve the weights once per long window: a decayed share
+                self._cc_counts = {k: v // 2 for k, v in self._cc_counts.items() if v > 1}
+                self._cc_total = sum(self._cc_counts.values())
+            self._cc_b = ctx.lb
+        self._cc_counts[ctx.cc] = self._cc_counts.get(ctx.cc, 0) + 1
+        self._cc_total += 1
+
+    def _country_common(self, cc: str | None, pure: bool) -> bool:
+        if cc is None:
+            return False
+        n = self._cc_counts.get(cc, 0)
+        total = self._cc_total
+        if pure:
+            n += 1
+            total += 1
+        # Until the detector has seen enough traffic, every country counts as common:
+        # an account without a baseline then gets the benefit of the doubt.
+        return total < _COMMON_MIN or n * 20 >= total
 
     def _evict_ips(self) -> None:
         # Drop the oldest quarter (dicts keep insertion order; refreshed records move back).
@@ -1228,9 +1253,9 @@ class _View(dict[str, Any]):
         short_label = self.det.config.labels[0]
         is_short = short_label in windows or (None in windows and len(windows) == 1)
         w = self.win(bool(is_short))
-        if w is not None:
-            ccs = dict(w.ccs or {})
-            nets = dict(w.nets or {})
+        if w is not None or self.pending():
+            ccs = dict(w.ccs or {}) if w is not None else {}
+            nets = dict(w.nets or {}) if w is not None else {}
             if self.pending():
                 if self.ctx.cc:
                     ccs[self.ctx.cc] = ccs.get(self.ctx.cc, 0) + 1
@@ -1440,6 +1465,8 @@ _PLAIN_FNS: dict[str, Callable[[_View], Any]] = {
         (rec := v.det._ips.get(v.ctx.member)) is not None and rec.abuse_until > v.ctx.t
     ),
     "country_unknown": lambda v: v.ctx.cc is None,
+    "baseline_ready": lambda v: bool(v.usual),
+    "country_common": lambda v: v.det._country_common(v.ctx.cc, v.pure),
     "is_submission": lambda v: v.ctx.kind == _SUB,
     "auth_failed": lambda v: v.ctx.kind == _AUTH_FAIL,
 }

@@ -104,6 +104,8 @@ FLAG_FEATURES: dict[str, str] = {
     "country_unknown": "the geo data cannot place the source address",
     "is_submission": "the event is a submitted message (not an authentication)",
     "auth_failed": "the event is a failed authentication",
+    "baseline_ready": "the account has a learned baseline (at least one finished day)",
+    "country_common": "the source country carries at least 5% of all accounts' traffic",
 }
 
 _WINDOW_LABEL = re.compile(r"^(?P<stem>[a-z_]+?)_(?P<label>\d+[smhd])$")
@@ -938,7 +940,11 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
         ),
         Rule(
             "burst",
-            when=(f("ip_mails", s) >= 5) & (f("ip_rate", s) >= 0.5) & unusual & ~F.ip_usual,
+            when=(f("ip_mails", s) >= 5)
+            & (f("ip_rate", s) >= 0.5)
+            & unusual
+            & ~F.ip_usual
+            & (F.baseline_ready | ~F.country_common),
             score=100,
             describe="one new address sending several messages per second",
         ),

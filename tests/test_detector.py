@@ -1,0 +1,477 @@
+"""The detector on scenarios built from events: personas, abuse patterns, state, bounds."""
+
+# ruff: noqa: S311 - seeded, reproducible scenario generators, not crypto
+
+from __future__ import annotations
+
+import random
+import tracemalloc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from authabuse.detector import Detector, DetectorConfig
+from authabuse.errors import ConfigurationError, CorruptDataError, IncompatibleError
+from authabuse.events import AuthAttempt, Delivery, Event, Submission
+from authabuse.rules import Allowlist, F, Level, Rule, RuleSet, default_rules
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Place:
+    country: str | None
+    asn: int | None
+    network: object = None
+    org: str | None = None
+    routable: bool = True
+
+
+class BlockGeo:
+    """A geo table for scenarios: the /16 of an address decides country and ASN.
+
+    ``10.x`` and ``2001:db8:x`` blocks are domestic (JP); bot blocks spread over the world.
+    """
+
+    BOT_COUNTRIES = ("PL", "IN", "PL", "IN", "PL", "IN", "AR", "ZA", "RO", "BG", "UA", "BR",
+                     "VN", "TR", "MX", "ID", "EG", "CZ", "HU", "RS", "CO", "PE", "TH", "PH",
+                     "MA", "DZ", "KE", "NG", "PK", "BD", "CL", "IR", "GE", "AM", "KZ")  # fmt: skip
+
+    def resolve(self, ip: IPv4Address | IPv6Address) -> Place | None:  # noqa: PLR0911 - one per block
+        if ip.version == 6:
+            return Place("JP", 2500 + ((int(ip) >> 80) & 0xFF))
+        v = int(ip)
+        a, b = v >> 24, (v >> 16) & 0xFF
+        if a == 10:
+            return Place("JP", 2500 + b)  # domestic ISPs
+        if a == 100:
+            return Place("JP", 9605)  # a mobile carrier's CGNAT pool
+        if a == 185:
+            return Place(["NL", "DE", "SE", "US", "GB"][b % 5], 9009)  # one VPN provider
+        if a == 11:
+            return Place("FR", 3215 + b % 3)  # France
+        if a == 192:
+            return None
+        return Place(
+            self.BOT_COUNTRIES[(a * 7 + b) % len(self.BOT_COUNTRIES)], 40000 + (v >> 16) % 5000
+        )
+
+
+def sub(
+    t: datetime, ip: str | IPv4Address | IPv6Address, account: str, rcpt: str = "x@example.org"
+) -> Submission:
+    return Submission(
+        time=t, ip=ip_address(str(ip)), account=account, recipient_count=1, recipients=(rcpt,)
+    )
+
+
+def bot_ip(rnd: random.Random) -> IPv4Address:
+    while True:
+        a = rnd.choice(
+            [
+                31,
+                37,
+                41,
+                46,
+                59,
+                78,
+                89,
+                103,
+                110,
+                117,
+                122,
+                151,
+                176,
+                177,
+                181,
+                186,
+                190,
+                197,
+                200,
+                212,
+            ]
+        )
+        v = (a << 24) | rnd.randrange(1 << 24)
+        return IPv4Address(v)
+
+
+def days_of(start: datetime, days: int, per_day: int, rnd: random.Random) -> Iterator[datetime]:
+    for d in range(days):
+        for t in sorted(rnd.uniform(7 * 3600, 23 * 3600) for _ in range(per_day)):
+            yield start + timedelta(days=d, seconds=t)
+
+
+def persona(kind: str, account: str, rnd: random.Random, days: int = 6) -> list[Event]:  # noqa: PLR0912 - one branch per persona
+    """Legitimate traffic of one kind of customer."""
+    out: list[Event] = []
+    home = IPv4Address((10 << 24) | (rnd.randrange(256) << 16) | rnd.randrange(1 << 16))
+    if kind == "home":
+        out += [sub(t, home, account) for t in days_of(T0, days, 4, rnd)]
+    elif kind == "mobile":  # CGNAT: a new address every hour
+        for t in days_of(T0, days, 8, rnd):
+            out.append(
+                sub(
+                    t,
+                    IPv4Address((100 << 24) | (64 << 16) | (int(t.timestamp()) // 3600) % 65536),
+                    account,
+                )
+            )
+    elif kind == "ipv6":  # privacy addresses: random interface id, same /64
+        prefix = (0x20010DB8 << 96) | (rnd.randrange(256) << 80) | (rnd.randrange(1 << 16) << 64)
+        out += [
+            sub(t, IPv6Address(prefix | rnd.getrandbits(64)), account)
+            for t in days_of(T0, days, 6, rnd)
+        ]
+    elif kind == "office":  # a dozen addresses of the office's ISP
+        ips = [IPv4Address(int(home) + i) for i in range(12)]
+        out += [sub(t, rnd.choice(ips), account) for t in days_of(T0, days, 30, rnd)]
+    elif kind == "traveller":  # home, then three days in France (hotel + roaming)
+        for i, t in enumerate(days_of(T0, days, 6, rnd)):
+            if t < T0 + timedelta(days=3):
+                out.append(sub(t, home, account))
+            else:
+                ip = IPv4Address((11 << 24) | ((i % 2) << 16) | rnd.randrange(1 << 16))
+                out.append(sub(t, ip, account))
+    elif kind == "vpn":  # one provider, exits in five countries
+        out += [
+            sub(
+                t,
+                IPv4Address((185 << 24) | (rnd.randrange(5) << 16) | rnd.randrange(1 << 16)),
+                account,
+            )
+            for t in days_of(T0, days, 6, rnd)
+        ]
+    elif kind == "abroad":  # a customer living in Brazil
+        ip = IPv4Address((177 << 24) | (5 << 16) | rnd.randrange(1 << 16))
+        out += [sub(t, ip, account) for t in days_of(T0, days, 5, rnd)]
+    elif kind == "bulk":  # a newsletter sender: thousands a day, from one address
+        for d in range(days):
+            base = T0 + timedelta(days=d, hours=9)
+            out += [
+                sub(base + timedelta(seconds=0.3 * i), home, account, f"r{i}@d{i % 400}.example")
+                for i in range(2000)
+            ]
+    else:  # pragma: no cover - test programming error
+        raise AssertionError(kind)
+    return out
+
+
+def sprinkle(account: str, start: datetime, rnd: random.Random, mails: int = 300) -> list[Event]:
+    """Pattern B: each of hundreds of bot addresses sends a mail or two, world-wide."""
+    return [
+        sub(start + timedelta(seconds=12 * i + rnd.random()), bot_ip(rnd), account)
+        for i in range(mails)
+    ]
+
+
+def burst(account: str, start: datetime, rnd: random.Random, mails: int = 600) -> list[Event]:
+    """Pattern A: one bot address sends several mails per second for a while."""
+    ip = bot_ip(rnd)
+    return [sub(start + timedelta(seconds=0.3 * i), ip, account) for i in range(mails)]
+
+
+def run(det: Detector, events: list[Event]) -> dict[str, tuple[int, int | None]]:
+    """Process events in time order; per account: (mails seen, index of first flag)."""
+    seen: dict[str, int] = {}
+    first: dict[str, int | None] = {}
+    for e in sorted(events, key=lambda e: e.time):
+        v = det.process(e)
+        acct = getattr(e, "account", None)
+        if acct is None:
+            continue
+        seen[acct] = seen.get(acct, 0) + 1
+        first.setdefault(acct, None)
+        if v.level >= Level.SUSPICIOUS and first[acct] is None:
+            first[acct] = seen[acct]
+    return {a: (seen[a], first[a]) for a in seen}
+
+
+PERSONAS = ["home", "mobile", "ipv6", "office", "traveller", "vpn", "abroad", "bulk"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_legitimate_personas_are_not_flagged_and_abuse_is(seed: int) -> None:
+    rnd = random.Random(seed)
+    events: list[Event] = []
+    for kind in PERSONAS:
+        for i in range(3):
+            events += persona(kind, f"{kind}{i}@example.jp", rnd)
+    abuse_start = T0 + timedelta(days=4, hours=rnd.randrange(24))
+    victims = {}
+    for i in range(3):
+        home = persona("home", f"victim-s{i}@example.jp", rnd)
+        victims[f"victim-s{i}@example.jp"] = [e for e in home if e.time < abuse_start]
+        events += victims[f"victim-s{i}@example.jp"] + sprinkle(
+            f"victim-s{i}@example.jp", abuse_start, rnd
+        )
+        home = persona("home", f"victim-b{i}@example.jp", rnd)
+        victims[f"victim-b{i}@example.jp"] = [e for e in home if e.time < abuse_start]
+        events += victims[f"victim-b{i}@example.jp"] + burst(
+            f"victim-b{i}@example.jp", abuse_start, rnd
+        )
+    result = run(Detector(geo=BlockGeo()), events)
+    for kind in PERSONAS:
+        for i in range(3):
+            assert result[f"{kind}{i}@example.jp"][1] is None, f"{kind} flagged"
+    for account, before in victims.items():
+        _seen, flagged = result[account]
+        assert flagged is not None, f"{account} not flagged"
+        assert flagged - len(before) <= 5, f"{account}: {flagged - len(before)} abusive mails"
+
+
+def test_verdict_explains_itself() -> None:
+    rnd = random.Random(7)
+    det = Detector(geo=BlockGeo())
+    for e in persona("home", "a@example.jp", rnd, days=3):
+        det.process(e)
+    verdicts = [
+        det.process(e) for e in sprinkle("a@example.jp", T0 + timedelta(days=3, hours=12), rnd, 8)
+    ]
+    v = next(v for v in verdicts if v.flagged)
+    assert v.level == Level.ABUSE
+    assert v.action == "block"
+    f = next(f for f in v.findings if f.rule == "sprinkle")
+    assert "new_countries_1h=" in f.detail
+    assert "(limit >= 3)" in f.detail
+    assert "usually AS" in f.detail
+    assert "JP" in f.detail
+    ev = f.evidence
+    assert ev["features"]["new_asns_1h"]["limit"] == 4
+    assert ev["features"]["network_usual"] is False
+    assert sum(n for _, n in ev["countries"]) >= 4
+    assert "JP" in ev["usual"]
+    assert v.explain().startswith("a@example.jp: abuse (score")
+
+
+def test_check_is_pure_and_agrees_with_process() -> None:
+    rnd = random.Random(11)
+    events = persona("office", "o@example.jp", rnd, days=2) + sprinkle(
+        "o@example.jp", T0 + timedelta(days=1, hours=20), rnd, 40
+    )
+    events.sort(key=lambda e: e.time)
+    det = Detector(geo=BlockGeo())
+    for e in events:
+        before = det._dump()
+        checked = det.check(e)
+        assert det._dump() == before
+        processed = det.process(e)
+        assert (checked.level, checked.score, checked.findings) == (
+            processed.level,
+            processed.score,
+            processed.findings,
+        )
+
+
+event_times = st.lists(
+    st.tuples(
+        st.integers(0, 5 * 86400),
+        st.integers(0, 40),
+        st.integers(0, 3),
+        st.sampled_from(["s", "ok", "fail"]),
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event_times)
+def test_check_agrees_with_process_on_random_streams(
+    items: list[tuple[int, int, int, str]],
+) -> None:
+    det = Detector(geo=BlockGeo(), config=DetectorConfig(exact_limit=8))
+    for sec, ipn, acct, kind in sorted(items):
+        t = T0 + timedelta(seconds=sec)
+        ip = IPv4Address((37 << 24) | (ipn << 16) | 5) if ipn % 3 else IPv4Address((10 << 24) | ipn)
+        account = f"u{acct}@example.jp"
+        e: Event
+        if kind == "s":
+            e = sub(t, ip, account)
+        else:
+            e = AuthAttempt(time=t, ip=ip, account=account, succeeded=kind == "ok")
+        checked = det.check(e)
+        processed = det.process(e)
+        assert (checked.level, checked.score) == (processed.level, processed.score)
+        assert [f.detail for f in checked.findings] == [f.detail for f in processed.findings]
+
+
+def test_cross_account_signals() -> None:
+    rnd = random.Random(5)
+    det = Detector(geo=BlockGeo())
+    for acct in ("a@corp.example", "b@corp.example", "c@corp.example", "z@other.example"):
+        for e in persona("home", acct, rnd, days=3):
+            det.process(e)
+    t = T0 + timedelta(days=3, hours=10)
+    # a sprinkle on a: flagged; its addresses are then known abuse addresses
+    bots = [bot_ip(rnd) for _ in range(30)]
+    for i, ip in enumerate(bots):
+        det.process(sub(t + timedelta(seconds=10 * i), ip, "a@corp.example"))
+    t2 = t + timedelta(minutes=10)
+    v = det.process(sub(t2, bots[0], "z@other.example"))
+    assert "known-abuse-ip" in [f.rule for f in v.findings]
+    assert v.features["ip_in_abuse"]
+    assert v.features["ip_accounts_24h"] == 2
+    # the same domain: a second account with two new networks is caught by the wave
+    det.process(sub(t2, bot_ip(rnd), "b@corp.example"))
+    v = det.process(sub(t2 + timedelta(seconds=5), bot_ip(rnd), "b@corp.example"))
+    assert "domain-wave" in [f.rule for f in v.findings]
+    assert v.features["domain_flagged_1h"] == 1
+    wave = next(f for f in v.findings if f.rule == "domain-wave")
+    assert wave.evidence["domain_flagged"] == ["a@corp.example"]
+
+
+def test_allowlists_and_mark_benign() -> None:
+    rnd = random.Random(9)
+    rules = RuleSet(
+        default_rules().rules,
+        default_rules().policy,
+        Allowlist(accounts=["vip@example.jp"], networks=["31.0.0.0/8"], asns=[40001]),
+    )
+    det = Detector(geo=BlockGeo(), rules=rules)
+    t = T0 + timedelta(hours=10)
+    evs = sprinkle("vip@example.jp", t, rnd, 50)
+    assert all(det.process(e).level == Level.OK for e in evs)
+    v = det.process(sub(t, "31.1.2.3", "x@example.jp"))
+    assert v.level == Level.OK
+    assert det.stats.allowlisted == 51
+    # mark_benign: a flagged traveller's new networks become usual
+    det2 = Detector(geo=BlockGeo())
+    for e in persona("home", "t@example.jp", rnd, days=2):
+        det2.process(e)
+    t = T0 + timedelta(days=2, hours=10)
+    trip = [IPv4Address((a << 24) | 0x10203) for a in (31, 37, 41, 46, 59, 78)]
+    flagged = [
+        det2.process(sub(t + timedelta(minutes=i), ip, "t@example.jp")).level
+        for i, ip in enumerate(trip)
+    ]
+    assert max(flagged) >= Level.SUSPICIOUS
+    det2.mark_benign("t@example.jp")
+    again = [
+        det2.process(sub(t + timedelta(minutes=30 + i), ip, "t@example.jp"))
+        for i, ip in enumerate(trip)
+    ]
+    assert all(v.level == Level.OK for v in again), [v.explain() for v in again]
+
+
+def test_events_out_of_order_are_counted_and_bounded() -> None:
+    det = Detector(geo=BlockGeo(), config=DetectorConfig(reorder_tolerance=600))
+    det.process(sub(T0 + timedelta(hours=2), "10.0.0.1", "a@example.jp"))
+    det.process(sub(T0 + timedelta(hours=2, minutes=-5), "10.0.0.1", "a@example.jp"))
+    det.process(sub(T0, "10.0.0.1", "a@example.jp"))
+    det.process(Delivery(time=T0, queue_id="Q"))
+    det.process(
+        AuthAttempt(time=T0 + timedelta(hours=2), ip=ip_address("10.0.0.9"), succeeded=False)
+    )
+    s = det.stats
+    assert (s.events, s.reordered, s.too_late, s.ignored, s.no_account) == (3, 1, 1, 1, 1)
+
+
+def test_memory_is_bounded_and_idle_accounts_expire() -> None:
+    det = Detector(geo=BlockGeo(), config=DetectorConfig(max_accounts=1000, idle_ttl=3 * 86400))
+    for i in range(5000):
+        det.process(sub(T0 + timedelta(seconds=i), IPv4Address((10 << 24) + i), f"u{i}@example.jp"))
+    assert len(det) <= 1000
+    assert det.stats.evicted_accounts >= 4000
+    det.process(sub(T0 + timedelta(days=5), "10.9.9.9", "late@example.jp"))
+    det.process(sub(T0 + timedelta(days=5, hours=1), "10.9.9.9", "late@example.jp"))
+    assert len(det) == 1
+    assert det.stats.expired_accounts >= 1
+    usage = det.memory_usage()
+    assert usage["accounts"] == 1
+    assert usage["bytes"] > 0
+
+
+def test_a_quiet_account_costs_at_most_400_bytes() -> None:
+    """Measured with tracemalloc: 4,000 accounts that sent mail and went quiet."""
+    rnd = random.Random(3)
+    det = Detector(geo=BlockGeo())
+    names = [f"customer{i:06d}@example.ne.jp" for i in range(4_000)]
+    det.process(sub(T0, "10.0.0.1", "warmup@example.jp"))
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for day in range(3):
+        times = sorted((rnd.randrange(80_000), name) for name in names)
+        for sec, name in times:
+            ip = IPv4Address((10 << 24) | (hash(name) & 0xFFFFFF))
+            det.process(sub(T0 + timedelta(days=day, seconds=sec), ip, name))
+    assert det.stats.too_late == 0
+    # two days later every account is quiet: its windows are folded into its baseline
+    det.process(sub(T0 + timedelta(days=5, hours=1), "10.0.0.1", "warmup@example.jp"))
+    det._geo_cache.clear()
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    per_account = used / len(names)
+    assert per_account <= 400, per_account
+    print(f"quiet account: {per_account:.0f} bytes")
+    packed = [a for a in det._accts.values() if isinstance(a, bytes)]
+    assert len(packed) >= 4_000
+
+
+def test_state_round_trip_continues_identically(tmp_path: Path) -> None:
+    rnd = random.Random(21)
+    events = persona("mobile", "m@example.jp", rnd, 3) + persona("home", "h@example.jp", rnd, 3)
+    events += sprinkle("h@example.jp", T0 + timedelta(days=2, hours=20), rnd, 100)
+    events.sort(key=lambda e: e.time)
+    half = len(events) // 2
+    one = Detector(geo=BlockGeo(), config=DetectorConfig(exact_limit=16))
+    whole = [one.process(e) for e in events]
+    two = Detector(geo=BlockGeo(), config=DetectorConfig(exact_limit=16))
+    first = [two.process(e) for e in events[:half]]
+    path = tmp_path / "state"
+    two.save(path)
+    assert not [p for p in tmp_path.iterdir() if p.name != "state"]  # no temporary left
+    three = Detector.load(path, geo=BlockGeo())
+    second = [three.process(e) for e in events[half:]]
+    assert [(v.level, v.score) for v in whole] == [(v.level, v.score) for v in first + second]
+    assert three.stats == one.stats
+    assert any(v.level == Level.ABUSE for v in second)
+
+
+def test_corrupt_and_foreign_state_files_are_refused(tmp_path: Path) -> None:
+    det = Detector(geo=None)
+    det.process(sub(T0, "10.0.0.1", "a@example.jp"))
+    path = tmp_path / "state"
+    det.save(path)
+    raw = path.read_bytes()
+    (tmp_path / "flip").write_bytes(raw[:-10] + bytes([raw[-10] ^ 1]) + raw[-9:])
+    with pytest.raises(CorruptDataError, match="checksum"):
+        Detector.load(tmp_path / "flip", geo=None)
+    (tmp_path / "cut").write_bytes(raw[:-5])
+    with pytest.raises(CorruptDataError, match="truncated"):
+        Detector.load(tmp_path / "cut", geo=None)
+    (tmp_path / "other").write_bytes(raw.replace(b'"version": 1', b'"version": 99', 1))
+    with pytest.raises(IncompatibleError, match="version 99"):
+        Detector.load(tmp_path / "other", geo=None)
+    (tmp_path / "junk").write_bytes(b"hello world\n")
+    with pytest.raises(CorruptDataError, match="not an authabuse detector state"):
+        Detector.load(tmp_path / "junk", geo=None)
+    with pytest.raises(IncompatibleError, match="windows"):
+        Detector.load(path, geo=None, config=DetectorConfig(short_window=1800))
+    with pytest.raises(CorruptDataError, match="cannot read"):
+        Detector.load(tmp_path / "absent", geo=None)
+
+
+def test_rules_must_match_the_windows() -> None:
+    with pytest.raises(ConfigurationError, match="windows are 1h and 24h"):
+        Detector(geo=None, rules=RuleSet((Rule("x", when=F.ips_2h >= 3, score=1),)))
+    det = Detector(geo=None, config=DetectorConfig(short_window=1800, long_window=43200))
+    assert {r.name for r in det.rules.rules} >= {"sprinkle", "burst"}
+    assert "ips_30m" in str(det.rules.rules[3].when)
+
+
+def test_hostile_and_unplaceable_inputs() -> None:
+    det = Detector(geo=BlockGeo())
+    evil = "\x1b[2J\u202e" + "x" * 1000
+    for i in range(10):
+        v = det.process(sub(T0 + timedelta(seconds=i), f"192.0.2.{i}", evil))
+        assert v.level == Level.OK
+    assert det.stats.geo_unknown >= 1
+    v = det.process(sub(T0 + timedelta(seconds=20), "192.0.2.200", "a@example.jp"))
+    assert v.country is None
+    assert v.level == Level.OK
