@@ -129,3 +129,38 @@ def test_redis_key_mapping_is_injective_and_tagged() -> None:
         tag = e[e.index("{") + 1 : e.index("}")]
         assert tag  # Redis hashes only the first {...}; it must be non-empty
         assert redis_key("aa:", (k[0], "other"), "c", 9).startswith(e[: e.index("}") + 1])
+
+
+def test_missing_extras_raise_missing_extra_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import numpy as np
+
+    from authabuse import HyperLogLog, MissingExtraError
+    from authabuse.counters import HyperLogLogAdapter, update_array
+
+    arr = np.arange(10, dtype=np.uint64)
+    monkeypatch.setitem(sys.modules, "numpy", None)  # makes `import numpy` fail
+    monkeypatch.setitem(sys.modules, "hyperloglog", None)
+    with pytest.raises(MissingExtraError, match=r"authabuse\[numpy\]"):
+        update_array(HyperLogLog(), arr)
+    with pytest.raises(MissingExtraError, match=r"authabuse\[hyperloglog\]"):
+        HyperLogLogAdapter()
+
+
+def test_adapter_store_passes_the_kit_and_refuses_mixing() -> None:
+    from authabuse import HyperLogLog, IncompatibleError
+    from authabuse.counters import HyperLogLogAdapter
+
+    check_counter_store(
+        lambda: MemoryStore(sketch=HyperLogLogAdapter, slice_seconds=60, retention=600)
+    )
+    check_sketch(HyperLogLogAdapter)
+    a = HyperLogLogAdapter()
+    a.update(range(10_000))
+    with pytest.raises(IncompatibleError):
+        a.merge(HyperLogLog())  # type: ignore[arg-type]  # the error is the point
+    with pytest.raises(IncompatibleError):
+        HyperLogLog.from_bytes(a.to_bytes())  # hash id 2 is not ours
+    assert HyperLogLogAdapter.from_bytes(a.to_bytes()) == a
+    assert a.precision == 14

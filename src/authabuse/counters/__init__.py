@@ -1,6 +1,11 @@
 """Distinct counters, windows and rates: the counting layer of the detector.
 
 * :class:`HyperLogLog`: a ``set``-like distinct counter (exact, then sparse, then dense).
+* :class:`WindowedDistinct`, :class:`WindowedCounts`, :class:`RateTracker`: distinct
+  members and counts over epoch-aligned time slices, and EWMA rates, in event time.
+* :func:`update_array`, :func:`union_all`, :func:`hash_array`: the ``numpy`` extra's
+  vectorised paths (bit-identical to the pure ones); :class:`HyperLogLogAdapter`: the
+  ``hyperloglog`` extra's sketches behind the same :class:`Sketch` protocol.
 * :class:`CounterStore`: the protocol the detector reads and writes its per-key counters
   through (distinct members and counted fields over epoch-aligned time slices), and
   :class:`MemoryStore`, its bounded in-memory implementation.
@@ -14,9 +19,18 @@
 
 from __future__ import annotations
 
+from authabuse.counters._adapter import HyperLogLogAdapter, Sketch
 from authabuse.counters._hash import HASH_ID, hash64
 from authabuse.counters._hll import DEFAULT_PRECISION, EXACT_LIMIT, HyperLogLog
-from authabuse.counters._store import CounterStore, Key, MemoryStore
+from authabuse.counters._numpy import hash_array, union_all, update_array
+from authabuse.counters._store import CounterStore, Key, MemoryStore, check_key, redis_key
+from authabuse.counters._window import (
+    RateTracker,
+    WindowedCounts,
+    WindowedDistinct,
+    slice_index,
+    window_slices,
+)
 
 __all__ = [
     "DEFAULT_PRECISION",
@@ -24,7 +38,19 @@ __all__ = [
     "HASH_ID",
     "CounterStore",
     "HyperLogLog",
+    "HyperLogLogAdapter",
     "Key",
     "MemoryStore",
+    "RateTracker",
+    "Sketch",
+    "WindowedCounts",
+    "WindowedDistinct",
+    "check_key",
     "hash64",
+    "hash_array",
+    "redis_key",
+    "slice_index",
+    "union_all",
+    "update_array",
+    "window_slices",
 ]

@@ -16,8 +16,6 @@ from math import inf, log, sqrt
 from typing import Any, Final
 
 from authabuse.counters._hash import (
-    C1,
-    C2,
     GOLDEN,
     HASH_ID,
     Member,
@@ -120,6 +118,9 @@ class _Params:
 
 
 _PARAMS: Final = {p: _Params(p) for p in range(MIN_PRECISION, MAX_PRECISION + 1)}
+_KEYS: Final = {p: (64 - p, (1 << (64 - p)) - 1, 65 - p) for p in _PARAMS}
+# Ints below this skip the first "mod 2**64" of SplitMix64 (x + GOLDEN cannot overflow).
+_FAST_INT_LIMIT: Final = (1 << 64) - GOLDEN
 
 
 class HyperLogLog:
@@ -160,9 +161,10 @@ class HyperLogLog:
     True
     """
 
-    __slots__ = ("_c0", "_data", "_p", "_sat", "_w")
+    __slots__ = ("_c0", "_data", "_k", "_p", "_sat", "_w")
 
     _p: int
+    _k: tuple[int, int, int]  # (q, 2**q - 1, q + 1) for q = 64 - p, shared per precision
     _data: array[int] | bytearray
     _c0: int  # number of zero registers (register tiers; 0 in the exact tier)
     _w: int  # sum of 2**(q - r) over registers 0 < r <= q
@@ -175,6 +177,7 @@ class HyperLogLog:
                 f"not {precision!r}"
             )
         self._p = precision
+        self._k = _KEYS[precision]
         self._data = array(_EXACT_CODE)
         self._c0 = 0  # unused in the exact tier (0 is a shared small int: no memory)
         self._w = 0
@@ -209,36 +212,40 @@ class HyperLogLog:
 
     def add(self, member: Member) -> None:
         """Add one member (``bytes``, ``str``, non-negative ``int`` or IP address object)."""
-        if type(member) is int and 0 <= member <= _M64:
-            z = (member + GOLDEN) & _M64
-            z = ((z ^ (z >> 30)) * C1) & _M64
-            z = ((z ^ (z >> 27)) * C2) & _M64
-            h = z ^ (z >> 31)
+        # SplitMix64 inlined with literal constants (see _hash.py): the hot path for IPs.
+        if type(member) is int and -1 < member < 0x61C8864680B583EB:  # _FAST_INT_LIMIT
+            z = member + 0x9E3779B97F4A7C15
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+            z ^= z >> 31
         else:
-            h = hash64(member)
+            z = hash64(member)
         data = self._data
-        if isinstance(data, bytearray):
-            q = 64 - self._p
-            idx = h >> q
-            rho = q + 1 - (h & ((1 << q) - 1)).bit_length()
-            old = data[idx]
-            if rho > old:
-                data[idx] = rho
-                weights = _PARAMS[self._p].weights
-                self._w += weights[rho] - weights[old]
-                if not old:
-                    self._c0 -= 1
-                if rho > q:
-                    self._sat += 1
-        elif data.typecode == _EXACT_CODE:
-            pos = bisect_left(data, h)
-            if pos == len(data) or data[pos] != h:
+        if type(data) is bytearray:
+            q, mask, q1 = self._k
+            idx = z >> q
+            rho = q1 - (z & mask).bit_length()
+            if rho > data[idx]:
+                self._raise_register(data, idx, rho)
+        elif data.typecode == _EXACT_CODE:  # type: ignore[union-attr]  # not bytearray here
+            pos = bisect_left(data, z)
+            if pos == len(data) or data[pos] != z:
                 if len(data) < EXACT_LIMIT:
-                    data.insert(pos, h)
+                    data.insert(pos, z)
                 else:
-                    self._leave_exact((*data, h))
+                    self._leave_exact((*data, z))
         else:
-            self._add_sparse(h)
+            self._add_sparse(z)
+
+    def _raise_register(self, data: bytearray, idx: int, rho: int) -> None:
+        old = data[idx]
+        data[idx] = rho
+        weights = _PARAMS[self._p].weights
+        self._w += weights[rho] - weights[old]
+        if not old:
+            self._c0 -= 1
+        if rho == self._k[2]:
+            self._sat += 1
 
     def _add_sparse(self, h: int) -> None:
         data = self._data
@@ -272,8 +279,10 @@ class HyperLogLog:
         if type(members).__name__ == "ndarray":
             from authabuse.counters._numpy import update_array
 
-            update_array(self, members)
+            update_array(self, members)  # type: ignore[arg-type]  # an ndarray here
             return
+        if isinstance(members, list | tuple) and len(members) >= 512:
+            members = _dedupe_if_repetitive(members)
         it = iter(members)
         if not isinstance(self._data, bytearray):
             add = self.add
@@ -290,32 +299,29 @@ class HyperLogLog:
         data = self._data
         if not isinstance(data, bytearray):  # pragma: no cover - internal misuse
             raise TypeError("dense tier expected")
-        p = self._p
-        q = 64 - p
-        lowmask = (1 << q) - 1
-        weights = _PARAMS[p].weights
+        q, mask, q1 = self._k
+        weights = _PARAMS[self._p].weights
         w = self._w
         c0 = self._c0
         sat = self._sat
-        m64 = _M64
         try:
             for member in members:
-                if type(member) is int and 0 <= member <= m64:
-                    z = (member + GOLDEN) & m64
-                    z = ((z ^ (z >> 30)) * C1) & m64
-                    z = ((z ^ (z >> 27)) * C2) & m64
-                    h = z ^ (z >> 31)
+                if type(member) is int and -1 < member < 0x61C8864680B583EB:
+                    z = member + 0x9E3779B97F4A7C15
+                    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+                    z ^= z >> 31
                 else:
-                    h = hash64(member)
-                idx = h >> q
-                rho = q + 1 - (h & lowmask).bit_length()
+                    z = hash64(member)
+                idx = z >> q
+                rho = q1 - (z & mask).bit_length()
                 old = data[idx]
                 if rho > old:
                     data[idx] = rho
                     w += weights[rho] - weights[old]
                     if not old:
                         c0 -= 1
-                    if rho > q:
+                    if rho == q1:
                         sat += 1
         finally:
             self._w = w
@@ -432,6 +438,7 @@ class HyperLogLog:
         """Return a shallow copy (like ``set.copy``): independent storage, same content."""
         new = HyperLogLog.__new__(type(self))
         new._p = self._p
+        new._k = self._k
         data = self._data
         new._data = bytearray(data) if isinstance(data, bytearray) else array(data.typecode, data)
         new._c0, new._w, new._sat = self._c0, self._w, self._sat
@@ -639,6 +646,16 @@ class HyperLogLog:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self).from_bytes, (self.to_bytes(),))
+
+
+def _dedupe_if_repetitive(members: list[Any] | tuple[Any, ...]) -> Iterable[Any]:
+    """Drop repeats with a C-level set when a sample shows many (the result is the same)."""
+    try:
+        if len(set(members[:256])) > 192:
+            return members
+        return set(members)
+    except TypeError:  # unhashable members (bytearray): keep them all
+        return members
 
 
 def _native_to_le(arr: array[int]) -> bytes:

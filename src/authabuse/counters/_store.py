@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import sys
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from typing import Protocol, TypeAlias, runtime_checkable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from authabuse.counters._hash import Member
-from authabuse.counters._hll import DEFAULT_PRECISION
+from authabuse.counters._hll import DEFAULT_PRECISION, HyperLogLog
 from authabuse.counters._window import (
     WindowedCounts,
     WindowedDistinct,
@@ -153,6 +153,9 @@ class MemoryStore:
 
     Bounds: at most ``max_keys`` keys (the least recently used is evicted), and a key
     untouched for ``idle_ttl`` seconds of event time (default: the retention) is evicted.
+    ``sketch`` makes the distinct-count sketches from the precision (default
+    :class:`~authabuse.counters.HyperLogLog`, or e.g.
+    :class:`~authabuse.counters.HyperLogLogAdapter` for the ``hyperloglog`` package).
     ``memory_usage()`` reports the bytes held (a walk over all keys: call it for
     monitoring, not per event); ``stats`` counts evictions and dropped late writes.
 
@@ -177,6 +180,7 @@ class MemoryStore:
         slice_seconds: float = 3600.0,
         retention: float = 86_400.0,
         precision: int = DEFAULT_PRECISION,
+        sketch: Callable[[int], Any] = HyperLogLog,
     ) -> None:
         if type(max_keys) is not int or max_keys < 1:
             raise ConfigurationError(f"max_keys must be a positive integer, not {max_keys!r}")
@@ -194,7 +198,8 @@ class MemoryStore:
         self.max_keys = max_keys
         self.idle_ttl = float(idle_ttl) if idle_ttl is not None else self._retention
         self.precision = precision
-        WindowedDistinct(slice_seconds=self._slice, slices=1, precision=precision)  # validate
+        self._sketch = sketch
+        sketch(precision)  # validates the precision
         self._keys: OrderedDict[Key, _Entry] = OrderedDict()
         self._now = -math.inf
         self.stats = {"evicted_lru": 0, "evicted_idle": 0, "dropped_late": 0}
@@ -251,7 +256,10 @@ class MemoryStore:
         d = entry.distinct
         if d is None:
             d = entry.distinct = WindowedDistinct(
-                slice_seconds=self._slice, slices=self._nslices, precision=self.precision
+                slice_seconds=self._slice,
+                slices=self._nslices,
+                precision=self.precision,
+                sketch=self._sketch,
             )
         before = d.dropped
         d.update(members, at=at)

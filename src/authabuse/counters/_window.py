@@ -13,8 +13,8 @@ import math
 import struct
 import zlib
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
-from typing import Final
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, Final
 
 from authabuse.counters._hash import Member
 from authabuse.counters._hll import DEFAULT_PRECISION, HyperLogLog
@@ -70,6 +70,8 @@ class WindowedDistinct:
     of the slices in the window. The union for each window asked is cached and kept up
     to date as members arrive, so repeated questions cost one :meth:`HyperLogLog.estimate`.
     Members older than the retained slices are dropped and counted in ``dropped``.
+    ``sketch`` makes the per-slice sketches from a precision (default
+    :class:`HyperLogLog`; e.g. :class:`~authabuse.counters.HyperLogLogAdapter`).
 
     >>> w = WindowedDistinct(slice_seconds=3600, slices=24)
     >>> w.update([1, 2, 3], at=0.0)
@@ -80,7 +82,16 @@ class WindowedDistinct:
     2
     """
 
-    __slots__ = ("_cache", "_newest", "_precision", "_slices", "dropped", "slice_seconds", "slices")
+    __slots__ = (
+        "_cache",
+        "_factory",
+        "_newest",
+        "_precision",
+        "_slices",
+        "dropped",
+        "slice_seconds",
+        "slices",
+    )
 
     def __init__(
         self,
@@ -88,15 +99,17 @@ class WindowedDistinct:
         slice_seconds: float = 3600.0,
         slices: int = 24,
         precision: int = DEFAULT_PRECISION,
+        sketch: Callable[[int], Any] = HyperLogLog,
     ) -> None:
         _check_slicing(slice_seconds, slices)
-        HyperLogLog(precision)  # validates the precision
+        sketch(precision)  # validates the precision
+        self._factory = sketch
         self.slice_seconds = float(slice_seconds)
         self.slices = slices
         self._precision = precision
-        self._slices: dict[int, HyperLogLog] = {}
+        self._slices: dict[int, Any] = {}
         self._newest: int | None = None
-        self._cache: dict[int, tuple[int, HyperLogLog]] = {}
+        self._cache: dict[int, tuple[int, Any]] = {}
         self.dropped = 0
 
     @property
@@ -109,7 +122,7 @@ class WindowedDistinct:
         """Seconds of history kept: ``slices * slice_seconds``."""
         return self.slices * self.slice_seconds
 
-    def _slice_for_write(self, at: float, count: int) -> HyperLogLog | None:
+    def _slice_for_write(self, at: float, count: int) -> Any:
         i = slice_index(at, self.slice_seconds)
         newest = self._newest
         if newest is None or i > newest:
@@ -120,7 +133,7 @@ class WindowedDistinct:
             return None
         sk = self._slices.get(i)
         if sk is None:
-            sk = self._slices[i] = HyperLogLog(self._precision)
+            sk = self._slices[i] = self._factory(self._precision)
         return sk
 
     def _expire(self, newest: int) -> None:
@@ -149,11 +162,11 @@ class WindowedDistinct:
                 elif i > cur:
                     del self._cache[n]
 
-    def sketch(self, *, at: float, window: float | None = None) -> HyperLogLog:
+    def sketch(self, *, at: float, window: float | None = None) -> Any:
         """Return a new sketch of the distinct members in the window ending at ``at``."""
         return self._union(at, window).copy()
 
-    def _union(self, at: float, window: float | None) -> HyperLogLog:
+    def _union(self, at: float, window: float | None) -> Any:
         n = self.slices if window is None else window_slices(window, self.slice_seconds)
         if n > self.slices:
             raise ConfigurationError(
@@ -164,7 +177,7 @@ class WindowedDistinct:
         if cached is not None and cached[0] == cur:
             return cached[1]
         parts = [sk for i, sk in self._slices.items() if cur - n < i <= cur]
-        union = parts[0].union(*parts[1:]) if parts else HyperLogLog(self._precision)
+        union = parts[0].union(*parts[1:]) if parts else self._factory(self._precision)
         if len(self._cache) >= 4:
             self._cache.pop(next(iter(self._cache)))
         self._cache[n] = (cur, union)
@@ -172,7 +185,7 @@ class WindowedDistinct:
 
     def estimate(self, *, at: float, window: float | None = None) -> int:
         """Distinct members in the last ``window`` seconds (default: all kept) at ``at``."""
-        return self._union(at, window).estimate()
+        return int(self._union(at, window).estimate())
 
     def expire(self, *, at: float) -> None:
         """Drop the slices that have left the retention at time ``at``."""
@@ -190,7 +203,11 @@ class WindowedDistinct:
         >>> a.merge(b); a.estimate(at=4000.0, window=7200)
         4
         """
-        if (other.slice_seconds, other._precision) != (self.slice_seconds, self._precision):
+        if (other.slice_seconds, other._precision, other._factory) != (
+            self.slice_seconds,
+            self._precision,
+            self._factory,
+        ):
             raise IncompatibleError(
                 f"cannot merge windows of {other.slice_seconds:g} s/p{other._precision} into "
                 f"{self.slice_seconds:g} s/p{self._precision}"
@@ -209,7 +226,7 @@ class WindowedDistinct:
             self._expire(newest)
         self._cache.clear()
 
-    def slice_sketches(self) -> dict[int, HyperLogLog]:
+    def slice_sketches(self) -> dict[int, Any]:
         """Return the kept slices as ``{slice index: sketch}`` (copies)."""
         return {i: sk.copy() for i, sk in sorted(self._slices.items())}
 
@@ -217,7 +234,7 @@ class WindowedDistinct:
         """Approximate bytes held (slices, caches and the dictionaries holding them)."""
         import sys
 
-        size = sys.getsizeof(self) + sys.getsizeof(self._slices) + sys.getsizeof(self._cache)
+        size: int = sys.getsizeof(self) + sys.getsizeof(self._slices) + sys.getsizeof(self._cache)
         size += sum(sk.memory_usage() for sk in self._slices.values())
         size += sum(u.memory_usage() for _, u in self._cache.values())
         return size
@@ -287,7 +304,7 @@ class WindowedDistinct:
             pos += 12
             if pos + size > end:
                 raise CorruptDataError("WindowedDistinct truncated")
-            sk = HyperLogLog.from_bytes(buf[pos : pos + size])
+            sk = HyperLogLog.from_bytes(buf[pos : pos + size])  # our sketches only
             if sk.precision != precision:
                 raise CorruptDataError("WindowedDistinct slice of another precision")
             w._slices[i] = sk
