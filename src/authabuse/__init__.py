@@ -35,6 +35,7 @@ from authabuse.events import (
     event_from_json,
     parse_ip,
 )
+from authabuse.geo import GeoResolver, Location
 from authabuse.parsers import LogParser, ParseStats, iter_events, parse_line
 from authabuse.rules import (
     Allowlist,
@@ -69,11 +70,13 @@ __all__ = [
     "F",
     "Finding",
     "GeoDataError",
+    "GeoResolver",
     "HyperLogLog",
     "IPAddress",
     "IncompatibleError",
     "InvalidEventError",
     "Level",
+    "Location",
     "LogParser",
     "MemoryStore",
     "MissingExtraError",
