@@ -33,6 +33,7 @@ EXPECTED = [
     "ParseError",
     "ParseStats",
     "Policy",
+    "RedisStore",
     "Rule",
     "RuleSet",
     "Submission",

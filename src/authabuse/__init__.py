@@ -37,6 +37,7 @@ from authabuse.events import (
 )
 from authabuse.geo import GeoResolver, Location
 from authabuse.parsers import LogParser, ParseStats, iter_events, parse_line
+from authabuse.redis_store import RedisStore
 from authabuse.rules import (
     Allowlist,
     Condition,
@@ -83,6 +84,7 @@ __all__ = [
     "ParseError",
     "ParseStats",
     "Policy",
+    "RedisStore",
     "Rule",
     "RuleSet",
     "Submission",

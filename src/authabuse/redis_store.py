@@ -1,0 +1,376 @@
+"""A :class:`~authabuse.counters.CounterStore` on Redis, shared by many mail servers.
+
+Native Redis types, one hash slot per subject (``key[0]``, the account) so every
+command touches a single slot and the store works on Redis Cluster:
+
+* distinct members: one HyperLogLog per key and slice, ``PFADD`` + ``EXPIRE``;
+  ``PFCOUNT`` over the window's slice keys returns the union count in one command;
+* counted fields: one hash per key and slice, ``HINCRBY`` + ``EXPIRE``; ``HGETALL`` per
+  slice, summed here;
+* a small set per key listing its slices (``SADD`` + ``EXPIRE``), so ``forget`` and
+  ``len`` work without scanning all data keys.
+
+Key names come from :func:`authabuse.counters._store.redis_key`
+(``<prefix>{<subject>}:<rest>:<kind>:<slice>``). Each write is one pipelined round trip.
+
+Expiry is wall-clock (Redis has no other clock): a slice key lives ``retention`` plus
+one slice after its last write, which is what a live server needs. Replaying old logs
+into Redis keeps their slices for that long after the replay.
+
+When Redis cannot be reached the store falls back to a local
+:class:`~authabuse.counters.MemoryStore` with the same slicing, logs it once, counts it
+(:attr:`RedisStore.status`), and tries Redis again every ``retry_interval`` seconds;
+once Redis answers it is used again. What was counted locally during the outage stays
+local (it is not copied into Redis).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Iterator
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from authabuse.counters import Key, MemoryStore
+from authabuse.counters._store import check_key, redis_key
+from authabuse.counters._window import window_slices
+from authabuse.errors import ConfigurationError, MissingExtraError
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger("authabuse.redis")
+
+
+def _member(m: object) -> bytes:
+    """Encode a member injectively: ints (and IP addresses) apart from bytes/str."""
+    if isinstance(m, bool):
+        raise TypeError("a member cannot be a bool")
+    if isinstance(m, int):
+        if m < 0:
+            raise ValueError("int members must be non-negative")
+        return b"i%d" % m
+    if isinstance(m, IPv4Address | IPv6Address):
+        return b"i%d" % int(m)
+    if isinstance(m, str):
+        return b"b" + m.encode("utf-8", "surrogatepass")
+    if isinstance(m, bytes | bytearray | memoryview):
+        return b"b" + bytes(m)
+    raise TypeError(f"members are bytes, str, non-negative int or IP addresses, not {m!r}")
+
+
+def _decode_part(text: str) -> str | int:
+    if text.startswith("#"):
+        return int(text[1:])
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            i += 1
+            c = text[i]
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _split_unescaped(text: str, sep: str) -> list[str]:
+    parts, cur, i = [], [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            cur.append(text[i : i + 2])
+            i += 2
+            continue
+        if c == sep:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+class RedisStore:
+    """The :class:`~authabuse.counters.CounterStore` protocol on a real Redis (extra ``redis``).
+
+    ``url`` is a ``redis://`` / ``rediss://`` / ``unix://`` URL, or pass a ready
+    ``client`` (e.g. a ``redis.cluster.RedisCluster``). ``prefix`` namespaces the keys.
+    ``slice_seconds`` and ``retention`` must be the same on every server sharing the
+    data. ``socket_timeout`` bounds each Redis call: a policy server must answer
+    quickly even when Redis hangs.
+
+    >>> store = RedisStore("redis://127.0.0.1:1/0", retry_interval=60)  # nobody there
+    >>> store.add_distinct(("alice@example.jp", "ip"), [3325256711], at=1_714_557_600.0)
+    >>> store.count_distinct(("alice@example.jp", "ip"), at=1_714_557_600.0, window=3600)
+    1
+    >>> store.status["degraded"], store.status["fallbacks"]
+    (True, 1)
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "authabuse:",
+        slice_seconds: float = 3600.0,
+        retention: float = 86_400.0,
+        client: Any = None,
+        socket_timeout: float = 0.25,
+        retry_interval: float = 5.0,
+        fallback_max_keys: int = 1_000_000,
+    ) -> None:
+        if client is None:
+            try:
+                import redis
+            except ImportError as exc:
+                raise MissingExtraError.for_extra("redis", "Redis counter stores") from exc
+            try:
+                client = redis.Redis.from_url(
+                    url,
+                    socket_timeout=socket_timeout,
+                    socket_connect_timeout=socket_timeout,
+                    health_check_interval=0,
+                )
+            except ValueError as exc:
+                raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from None
+        if not isinstance(slice_seconds, int | float) or not slice_seconds > 0:
+            raise ConfigurationError(f"slice_seconds must be positive, not {slice_seconds!r}")
+        if not isinstance(retention, int | float) or not retention >= slice_seconds:
+            raise ConfigurationError("retention must be at least one slice")
+        self._r = client
+        self.url = url
+        self.prefix = prefix
+        self._slice = float(slice_seconds)
+        self._nslices = window_slices(retention, self._slice)
+        self._retention = self._nslices * self._slice
+        self._ttl = math.ceil(self._retention + self._slice)
+        self.retry_interval = retry_interval
+        self._local = MemoryStore(
+            max_keys=fallback_max_keys, slice_seconds=self._slice, retention=self._retention
+        )
+        self._degraded = False
+        self._retry_at = 0.0
+        self.status: dict[str, Any] = {"degraded": False, "fallbacks": 0, "errors": 0}
+
+    # ---------------------------------------------------------------- protocol properties
+
+    @property
+    def slice_seconds(self) -> float:
+        """Width of the epoch-aligned time slices, in seconds."""
+        return self._slice
+
+    @property
+    def retention(self) -> float:
+        """Seconds of history kept per key (a whole number of slices)."""
+        return self._retention
+
+    @property
+    def degraded(self) -> bool:
+        """True while Redis is unreachable and the local fallback answers."""
+        return self._degraded
+
+    # ---------------------------------------------------------------- failure handling
+
+    def _redis_ok(self) -> bool:
+        if not self._degraded:
+            return True
+        now = time.monotonic()
+        if now < self._retry_at:
+            return False
+        try:
+            self._r.ping()
+        except Exception:  # any client failure means "still down"
+            self._retry_at = now + self.retry_interval
+            return False
+        self._degraded = False
+        self.status["degraded"] = False
+        log.warning("Redis at %s is reachable again: shared counters in use", self.url)
+        return True
+
+    def _failed(self, exc: BaseException) -> None:
+        self.status["errors"] += 1
+        if not self._degraded:
+            self._degraded = True
+            self.status["degraded"] = True
+            self.status["fallbacks"] += 1
+            log.warning(
+                "Redis at %s unreachable (%s): counting in local memory until it returns",
+                self.url,
+                exc,
+            )
+        self._retry_at = time.monotonic() + self.retry_interval
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        try:
+            import redis
+        except ImportError:  # a foreign client object: treat OSError as unreachable
+            return (OSError,)
+        return (redis.RedisError, OSError)
+
+    # ---------------------------------------------------------------- keys
+
+    def _slices(self, at: float, window: float) -> range:
+        n = window_slices(window, self._slice)
+        if n > self._nslices:
+            raise ConfigurationError(
+                f"window {window!r} s exceeds the store's retention of {self._retention:g} s"
+            )
+        last = math.floor(at / self._slice)
+        return range(last - n + 1, last + 1)
+
+    def _index_key(self, key: Key) -> str:
+        return redis_key(self.prefix, key, "m", 0)
+
+    @staticmethod
+    def _check_time(at: float) -> float:
+        if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+            raise ValueError(f"at must be a finite POSIX time in seconds, not {at!r}")
+        return float(at)
+
+    # ---------------------------------------------------------------- protocol
+
+    def add_distinct(self, key: Key, members: Iterable[Any], *, at: float) -> None:
+        """Add ``members`` to ``key``'s distinct set in the slice of time ``at``."""
+        check_key(key)
+        if isinstance(members, str | bytes | bytearray):
+            raise TypeError("members must be an iterable of members, e.g. [member]")
+        members = list(members)
+        encoded = [_member(m) for m in members]
+        slice_no = math.floor(self._check_time(at) / self._slice)
+        if not encoded:
+            return
+        if self._redis_ok():
+            try:
+                dkey, ikey = redis_key(self.prefix, key, "d", slice_no), self._index_key(key)
+                pipe = self._r.pipeline(transaction=False)
+                pipe.pfadd(dkey, *encoded)
+                pipe.expire(dkey, self._ttl)
+                pipe.sadd(ikey, slice_no)
+                pipe.expire(ikey, self._ttl)
+                pipe.execute()
+                return
+            except self._errors() as exc:
+                self._failed(exc)
+        self._local.add_distinct(key, members, at=at)
+
+    def count_distinct(self, key: Key, *, at: float, window: float) -> int:
+        """Distinct members of ``key`` over the ``window`` seconds ending at ``at``."""
+        check_key(key)
+        slices = self._slices(self._check_time(at), window)
+        if self._redis_ok():
+            try:
+                return int(self._r.pfcount(*(redis_key(self.prefix, key, "d", i) for i in slices)))
+            except self._errors() as exc:
+                self._failed(exc)
+        return self._local.count_distinct(key, at=at, window=window)
+
+    def incr(self, key: Key, field: str, amount: int = 1, *, at: float) -> None:
+        """Add ``amount`` to ``key``'s counted ``field`` in the slice of time ``at``."""
+        check_key(key)
+        if type(field) is not str:
+            raise TypeError(f"counted fields are str, not {type(field).__name__}")
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise TypeError("amount must be an int")
+        slice_no = math.floor(self._check_time(at) / self._slice)
+        if self._redis_ok():
+            try:
+                ckey, ikey = redis_key(self.prefix, key, "c", slice_no), self._index_key(key)
+                pipe = self._r.pipeline(transaction=False)
+                pipe.hincrby(ckey, field, amount)
+                pipe.expire(ckey, self._ttl)
+                pipe.sadd(ikey, slice_no)
+                pipe.expire(ikey, self._ttl)
+                pipe.execute()
+                return
+            except self._errors() as exc:
+                self._failed(exc)
+        self._local.incr(key, field, amount, at=at)
+
+    def counts(self, key: Key, *, at: float, window: float) -> dict[str, int]:
+        """``key``'s counted fields summed over the ``window`` seconds ending at ``at``."""
+        check_key(key)
+        slices = self._slices(self._check_time(at), window)
+        if self._redis_ok():
+            try:
+                pipe = self._r.pipeline(transaction=False)
+                for i in slices:
+                    pipe.hgetall(redis_key(self.prefix, key, "c", i))
+                total: dict[str, int] = {}
+                for part in pipe.execute():
+                    for f, v in part.items():
+                        name = f.decode("utf-8", "surrogateescape") if isinstance(f, bytes) else f
+                        total[name] = total.get(name, 0) + int(v)
+                return {f: v for f, v in total.items() if v}
+            except self._errors() as exc:
+                self._failed(exc)
+        return self._local.counts(key, at=at, window=window)
+
+    def forget(self, key: Key) -> None:
+        """Remove everything held for ``key`` (in Redis and in the local fallback)."""
+        check_key(key)
+        self._local.forget(key)
+        if self._redis_ok():
+            try:
+                ikey = self._index_key(key)
+                slices = [int(s) for s in self._r.smembers(ikey)]
+                names = [redis_key(self.prefix, key, k, i) for i in slices for k in ("d", "c")]
+                pipe = self._r.pipeline(transaction=False)
+                for name in (*names, ikey):
+                    pipe.delete(name)
+                pipe.execute()
+            except self._errors() as exc:
+                self._failed(exc)
+
+    def keys(self) -> Iterator[Key]:
+        """Iterate over the keys held in Redis (a ``SCAN``: for administration)."""
+        if not self._redis_ok():
+            yield from self._local.keys()
+            return
+        plen = len(self.prefix)
+        for raw in self._r.scan_iter(match=_glob_escape(self.prefix) + "*:m:0", count=1000):
+            name = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+            body = name[plen:-4]  # "{subject}:rest" without ":m:0"
+            close = _find_unescaped(body, "}")
+            subject = _decode_part(body[1:close])
+            rest = body[close + 2 :]
+            parts = [_decode_part(p) for p in _split_unescaped(rest, ":")] if rest else []
+            yield (subject, *parts)
+
+    def __len__(self) -> int:
+        if not self._redis_ok():
+            return len(self._local)
+        return sum(1 for _ in self.keys())
+
+    def memory_usage(self) -> int:
+        """Bytes in use: Redis's ``used_memory`` plus the local fallback's bytes."""
+        local = self._local.memory_usage()
+        if self._redis_ok():
+            try:
+                return int(self._r.info("memory")["used_memory"]) + local
+            except self._errors() as exc:
+                self._failed(exc)
+        return local
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        close = getattr(self._r, "close", None)
+        if close is not None:
+            close()
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _find_unescaped(text: str, char: str) -> int:
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == char:
+            return i
+        i += 1
+    raise ValueError(f"no {char!r} in {text!r}")

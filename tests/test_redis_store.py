@@ -1,0 +1,264 @@
+"""RedisStore on a real redis-server (Debian package redis-server) on loopback."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from authabuse.counters import MemoryStore
+from authabuse.testing import check_counter_store
+
+redis = pytest.importorskip("redis", reason="the 'redis' extra is not installed")
+from authabuse.redis_store import RedisStore  # noqa: E402 - after the extra check
+
+T0 = 1_714_557_600.0  # 2024-05-01T10:00:00Z, a slice start for 60 s slices
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisProcess:
+    """A real redis-server on 127.0.0.1, started and stopped by the tests."""
+
+    def __init__(self, *extra: str) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            if os.environ.get("AUTHABUSE_REQUIRE_INTEGRATION") == "1":
+                pytest.fail("redis-server is required in CI (apt package redis-server)")
+            pytest.skip("needs redis-server (apt package redis-server)")
+        self.exe = exe
+        self.extra = extra
+        self.port = _free_port()
+        self.dir = tempfile.mkdtemp(prefix="authabuse-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        for _attempt in range(3):
+            self.proc = subprocess.Popen(
+                [
+                    self.exe,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    self.dir,
+                    *self.extra,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            end = time.monotonic() + 30
+            while time.monotonic() < end and self.proc.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                        s.sendall(b"PING\r\n")
+                        if s.recv(16).startswith(b"+PONG"):
+                            return
+                except OSError:
+                    time.sleep(0.02)
+            self.kill()
+            self.port = _free_port()  # the port was taken meanwhile: try another
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def close(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisProcess]:
+    server = RedisProcess()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def make_store(redis_server: RedisProcess) -> Iterator[Callable[..., RedisStore]]:
+    made: list[RedisStore] = []
+
+    def make(**kwargs: Any) -> RedisStore:
+        kwargs.setdefault("slice_seconds", 60)
+        kwargs.setdefault("retention", 3600)
+        kwargs.setdefault("prefix", f"t{uuid.uuid4().hex[:8]}:")
+        store = RedisStore(kwargs.pop("url", redis_server.url), **kwargs)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+def test_conformance_kit(make_store: Callable[..., RedisStore]) -> None:
+    check_counter_store(make_store)
+
+
+def test_native_redis_types_and_layout(
+    make_store: Callable[..., RedisStore], redis_server: RedisProcess
+) -> None:
+    store = make_store(prefix="lay:")
+    store.add_distinct(("alice@example.jp", "ip"), [3325256711, 3325256712], at=T0)
+    store.incr(("alice@example.jp", "country"), "JP", 3, at=T0 + 61)
+    r = redis.Redis.from_url(redis_server.url)
+    slice0 = int(T0 // 60)
+    dkey = f"lay:{{alice@example.jp}}:ip:d:{slice0}"
+    ckey = f"lay:{{alice@example.jp}}:country:c:{slice0 + 1}"
+    assert r.type(dkey) == b"string"
+    assert r.pfcount(dkey) == 2  # a real Redis HyperLogLog
+    assert r.hgetall(ckey) == {b"JP": b"3"}
+    assert 0 < r.ttl(dkey) <= 3600 + 60
+    assert 0 < r.ttl(ckey) <= 3600 + 60
+    # One hash slot per account: every key of alice's is in the same Redis Cluster slot.
+    from redis.crc import key_slot
+
+    names = list(r.scan_iter(match="lay:*"))
+    assert len(names) == 4  # two data keys, two slice indexes
+    assert len({key_slot(k) for k in names}) == 1
+    assert sorted(store.keys()) == [("alice@example.jp", "country"), ("alice@example.jp", "ip")]
+    r.close()
+
+
+def test_keys_round_trip_awkward_elements(make_store: Callable[..., RedisStore]) -> None:
+    store = make_store()
+    keys = [("a:b{c}\\d", "x:y", 7), (3325256711, "accounts"), ("#5", "ip"), ("solo",)]
+    for k in keys:
+        store.incr(k, "n", at=T0)
+    assert sorted(store.keys(), key=repr) == sorted(keys, key=repr)
+    assert len(store) == 4
+
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["alice@example.jp", "bob@example.jp"]),
+        st.sampled_from(["ip", "net"]),
+        st.lists(st.integers(0, 40), min_size=1, max_size=5),
+        st.sampled_from(["JP", "BR", "US"]),
+        st.integers(0, 200),  # seconds after T0, across four 60 s slices
+    ),
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=ops)
+def test_same_events_same_answers_as_memory_store(
+    make_store: Callable[..., RedisStore], ops: list[Any]
+) -> None:
+    rs, ms = make_store(), MemoryStore(slice_seconds=60, retention=3600)
+    for account, kind, members, country, dt in ops:
+        for store in (rs, ms):
+            store.add_distinct((account, kind), members, at=T0 + dt)
+            store.incr((account, "country"), country, at=T0 + dt)
+    for account in ("alice@example.jp", "bob@example.jp", "nobody@example.jp"):
+        for at in (T0, T0 + 100, T0 + 250):
+            for window in (60, 120, 600):
+                for kind in ("ip", "net"):
+                    assert rs.count_distinct((account, kind), at=at, window=window) == (
+                        ms.count_distinct((account, kind), at=at, window=window)
+                    )
+                assert rs.counts((account, "country"), at=at, window=window) == ms.counts(
+                    (account, "country"), at=at, window=window
+                )
+
+
+def test_state_survives_the_process(make_store: Callable[..., RedisStore]) -> None:
+    first = make_store(prefix="restart:")
+    first.add_distinct(("carol", "ip"), range(10), at=T0)
+    first.incr(("carol", "country"), "NG", at=T0)
+    first.close()  # the server dies; a new one connects to the same Redis
+    second = make_store(prefix="restart:")
+    assert second.count_distinct(("carol", "ip"), at=T0 + 30, window=600) == 10
+    assert second.counts(("carol", "country"), at=T0 + 30, window=600) == {"NG": 1}
+
+
+def test_redis_down_falls_back_then_reconnects(caplog: pytest.LogCaptureFixture) -> None:
+    server = RedisProcess()
+    try:
+        store = RedisStore(server.url, slice_seconds=60, retention=3600, retry_interval=0.2)
+        store.add_distinct(("dave", "ip"), [1, 2], at=T0)
+        assert store.count_distinct(("dave", "ip"), at=T0, window=60) == 2
+        server.kill()
+        with caplog.at_level(logging.WARNING, logger="authabuse.redis"):
+            store.add_distinct(("dave", "ip"), [3], at=T0)  # no exception: local state
+            assert store.degraded
+            assert store.count_distinct(("dave", "ip"), at=T0, window=60) == 1
+            assert store.counts(("dave", "country"), at=T0, window=60) == {}
+            store.incr(("dave", "country"), "JP", at=T0)
+            assert store.counts(("dave", "country"), at=T0, window=60) == {"JP": 1}
+        assert "unreachable" in caplog.text
+        assert store.status["fallbacks"] == 1
+        assert store.status["errors"] >= 1
+        assert store.memory_usage() > 0
+        server.start()  # same port, empty data (no persistence configured)
+        time.sleep(0.3)
+        with caplog.at_level(logging.WARNING, logger="authabuse.redis"):
+            store.add_distinct(("dave", "ip"), [9], at=T0)
+        assert store.status["degraded"] is False
+        assert "reachable again" in caplog.text
+        assert store.count_distinct(("dave", "ip"), at=T0, window=60) == 1  # Redis again
+        store.close()
+    finally:
+        server.close()
+
+
+def test_redis_cluster_single_node() -> None:
+    """A real (one-node) Redis Cluster: multi-key PFCOUNT works thanks to the hash tag."""
+    server = RedisProcess("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+    try:
+        admin = redis.Redis(port=server.port)
+        admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        end = time.monotonic() + 10
+        while admin.cluster("info")["cluster_state"] != "ok":
+            assert time.monotonic() < end, "cluster did not become ok"
+            time.sleep(0.05)
+        admin.close()
+        from redis.cluster import RedisCluster
+
+        client = RedisCluster(host="127.0.0.1", port=server.port)
+        store = RedisStore(slice_seconds=60, retention=3600, client=client)
+        for n in range(5):
+            store.add_distinct(("erin@example.jp", "ip"), [n], at=T0 + 60 * n)
+            store.incr(("erin@example.jp", "country"), "FR", at=T0 + 60 * n)
+        assert store.count_distinct(("erin@example.jp", "ip"), at=T0 + 240, window=300) == 5
+        assert store.counts(("erin@example.jp", "country"), at=T0 + 240, window=300) == {"FR": 5}
+        store.forget(("erin@example.jp", "ip"))
+        assert store.count_distinct(("erin@example.jp", "ip"), at=T0 + 240, window=300) == 0
+        assert not store.degraded
+        client.close()
+    finally:
+        server.close()
