@@ -23,11 +23,12 @@ def _stream(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
     if kind == "sequential":
         start = int(rng.integers(0, 2**32 - n))
         return np.arange(start, start + n, dtype=np.uint64)
-    raw = rng.integers(0, 2**32, int(n * 1.001) + 1000, dtype=np.uint64)
-    _, first = np.unique(raw, return_index=True)
-    distinct = raw[np.sort(first)]  # distinct, in drawing order
+    # n distinct addresses drawn uniformly, in random order: every prefix is a uniform
+    # random set of its size
+    drawn = np.sort(rng.integers(0, 2**32, n + n // 500 + 100, dtype=np.uint64))
+    distinct = drawn[np.concatenate(([True], drawn[1:] != drawn[:-1]))]
     assert distinct.size >= n
-    return distinct[:n]
+    return rng.permutation(distinct)[:n]
 
 
 @pytest.fixture(scope="module", params=["random", "sequential"])

@@ -11,7 +11,7 @@ import zlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
-from itertools import pairwise
+from itertools import islice, pairwise
 from math import inf, log, sqrt
 from typing import Any, Final
 
@@ -281,19 +281,53 @@ class HyperLogLog:
 
             update_array(self, members)  # type: ignore[arg-type]  # an ndarray here
             return
-        if isinstance(members, list | tuple) and len(members) >= 512:
-            members = _dedupe_if_repetitive(members)
-        it = iter(members)
-        if not isinstance(self._data, bytearray):
-            add = self.add
-            for member in it:
-                add(member)
-                now: object = self._data  # add() may have moved to the dense tier
-                if isinstance(now, bytearray):
-                    break
-            else:
+        if isinstance(members, list | tuple):
+            if len(members) < 8:  # a few members: plain adds are cheapest
+                for member in members:
+                    self.add(member)
                 return
+            if len(members) >= 512:
+                members = _dedupe_if_repetitive(members)
+        it = iter(members)
+        while not isinstance(self._data, bytearray):
+            chunk = list(islice(it, 4096))
+            if not chunk:
+                return
+            self._absorb(chunk)
         self._update_dense(it)
+
+    def _absorb(self, members: list[Member]) -> None:
+        """Add a chunk of members to the exact or sparse tier in one pass."""
+        hashes = []
+        for member in members:
+            if type(member) is int and -1 < member < 0x61C8864680B583EB:
+                z = member + 0x9E3779B97F4A7C15
+                z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+                hashes.append(z ^ (z >> 31))
+            else:
+                hashes.append(hash64(member))
+        data = self._data
+        if isinstance(data, bytearray):  # pragma: no cover - callers check the tier
+            self._update_dense(members)
+            return
+        if data.typecode == _EXACT_CODE:
+            merged = set(data)
+            merged.update(hashes)
+            if len(merged) <= EXACT_LIMIT:
+                self._data = array(_EXACT_CODE, sorted(merged))
+            else:
+                self._leave_exact(merged)
+            return
+        q, mask, q1 = self._k
+        regs = {e >> 6: e & 63 for e in data}
+        get = regs.get
+        for z in hashes:
+            idx = z >> q
+            rho = q1 - (z & mask).bit_length()
+            if rho > get(idx, 0):
+                regs[idx] = rho
+        self._set_registers_from_map(regs)
 
     def _update_dense(self, members: Iterable[Member]) -> None:
         data = self._data

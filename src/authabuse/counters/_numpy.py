@@ -65,9 +65,12 @@ def _index_rho(np: Any, hashes: Any, p: int) -> tuple[Any, Any]:
     q = 64 - p
     idx = (hashes >> np.uint64(q)).astype(np.intp)
     w = hashes & np.uint64((1 << q) - 1)
-    hi = (w >> np.uint64(32)).astype(np.float64)  # < 2**32: exact in a double
-    lo = (w & np.uint64(0xFFFFFFFF)).astype(np.float64)
-    bl = np.where(hi > 0, np.frexp(hi)[1] + 32, np.frexp(lo)[1])  # bit_length(w)
+    if q <= 53:  # w < 2**53 converts to a double exactly: frexp's exponent is bit_length(w)
+        bl = np.frexp(w.astype(np.float64))[1]
+    else:  # split in halves below 2**32 so that no conversion rounds up a power of two
+        hi = (w >> np.uint64(32)).astype(np.float64)
+        lo = (w & np.uint64(0xFFFFFFFF)).astype(np.float64)
+        bl = np.where(hi > 0, np.frexp(hi)[1] + 32, np.frexp(lo)[1])
     rho = (q + 1 - bl).astype(np.uint8)
     return idx, rho
 
