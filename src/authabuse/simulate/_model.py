@@ -823,7 +823,7 @@ class _Persona:
             "low_volume": 0.5, "home": 3.5, "mobile": 5, "ipv6": 3.5, "office": 12,
             "traveller": 3, "vpn": 3.5, "abroad": 3, "bulk": 60,
         }[p]  # fmt: skip
-        acc.rate = _lognormal(rng, median_rate, 0.6)
+        acc.rate = _lognormal(rng, median_rate, 0.75)
         # Home line: dynamic address of a residential ISP, new lease every few days.
         home_cc = acc.country if p == "abroad" else "JP"
         home_block = space.pick_block(rng, home_cc, role="residential")
@@ -844,6 +844,8 @@ class _Persona:
             exits = world.vpn_exits
             self.favourites = rng.sample(exits, 2)
             self.vpn_share = rng.uniform(0.4, 0.9)
+            # Some VPN clients hop to a random server on every connection.
+            self.hop = 0.7 if rng.random() < 0.25 else 0.2
         if p == "traveller":
             self.trip = self._plan_trip()
         if p == "bulk":
@@ -902,7 +904,7 @@ class _Persona:
             if r < 0.15:
                 return self.home.at(t), "unknown"
             day = int((t - self.w.start) // DAY)
-            if day != self.iid_day or rng.random() < 0.3:
+            if day != self.iid_day or rng.random() < 0.5:
                 self.iid, self.iid_day = rng.getrandbits(64), day
             return IPv6Address(self.prefix | self.iid), "unknown"
         if p == "office":
@@ -914,7 +916,7 @@ class _Persona:
             return pool[rng.randrange(len(pool))], "unknown"
         if p == "vpn":
             if r < self.vpn_share:
-                if rng.random() < 0.75:
+                if rng.random() >= self.hop:
                     return rng.choice(self.favourites), "unknown"
                 return rng.choice(self.w.vpn_exits), "unknown"
             return self.home.at(t), "unknown"
