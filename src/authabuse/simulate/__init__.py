@@ -358,8 +358,7 @@ def _truth_document(
     truth = writer.truth
     zone = writer.tz
 
-    def iso(t: float) -> str:
-        return datetime.fromtimestamp(t, zone).isoformat()
+    iso = writer.iso
 
     accounts: dict[str, Any] = {}
     for acc in world.accounts:

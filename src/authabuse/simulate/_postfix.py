@@ -167,7 +167,16 @@ class PostfixWriter:
             self.on_event(event)
 
     def _dt(self, t: float) -> datetime:
-        return datetime.fromtimestamp(t, self.tz)
+        """Return ``t`` as the log shows it (microseconds truncated, as ``_stamp`` does)."""
+        sec = int(t // 1)
+        usec = min(999999, int((t - sec) * 1e6))
+        if self.stamp == "bsd":
+            usec = 0
+        return datetime.fromtimestamp(sec, self.tz).replace(microsecond=usec)
+
+    def iso(self, t: float) -> str:
+        """RFC 3339 text of ``t`` exactly as the log shows it."""
+        return self._dt(t).isoformat()
 
     # -- ids ------------------------------------------------------------------------
 
