@@ -14,6 +14,7 @@ from authabuse.counters._window import (
     WindowedCounts,
     WindowedDistinct,
     _check_time,
+    _slices_for,
     window_slices,
 )
 from authabuse.errors import ConfigurationError
@@ -299,7 +300,7 @@ class MemoryStore:
         return entry.counts.counts(at=at, window=window)
 
     def _check_window(self, window: float) -> None:
-        if window_slices(window, self._slice) > self._nslices:
+        if _slices_for(window, self._slice) > self._nslices:
             raise ConfigurationError(
                 f"window {window!r} s exceeds the store's retention of {self._retention:g} s"
             )

@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Final
 
 from authabuse.counters._hash import Member
-from authabuse.counters._hll import DEFAULT_PRECISION, HyperLogLog
+from authabuse.counters._hll import DEFAULT_PRECISION, EXACT_LIMIT, HyperLogLog
 from authabuse.errors import ConfigurationError, CorruptDataError, IncompatibleError
 
 __all__ = ["RateTracker", "WindowedCounts", "WindowedDistinct", "slice_index", "window_slices"]
@@ -60,6 +60,20 @@ def window_slices(window: float, slice_seconds: float) -> int:
     if not isinstance(window, int | float) or not math.isfinite(window) or window <= 0:
         raise ConfigurationError(f"window must be a positive number of seconds, not {window!r}")
     return max(1, math.ceil(window / slice_seconds - 1e-9))
+
+
+_SLICES_MEMO: dict[tuple[float, float], int] = {}
+
+
+def _slices_for(window: float, slice_seconds: float) -> int:
+    """:func:`window_slices`, memoised (a detector asks the same few windows forever)."""
+    try:
+        return _SLICES_MEMO[window, slice_seconds]
+    except (KeyError, TypeError):
+        n = window_slices(window, slice_seconds)
+        if len(_SLICES_MEMO) < 1024:
+            _SLICES_MEMO[window, slice_seconds] = n
+        return n
 
 
 class WindowedDistinct:
@@ -109,7 +123,9 @@ class WindowedDistinct:
         self._precision = precision
         self._slices: dict[int, Any] = {}
         self._newest: int | None = None
-        self._cache: dict[int, tuple[int, Any]] = {}
+        # unions of several slices that are costly to rebuild (not all exact), per window
+        # length in slices: {n: (current slice, union sketch)}; None while there is none
+        self._cache: dict[int, tuple[int, Any]] | None = None
         self.dropped = 0
 
     @property
@@ -164,28 +180,44 @@ class WindowedDistinct:
 
     def sketch(self, *, at: float, window: float | None = None) -> Any:
         """Return a new sketch of the distinct members in the window ending at ``at``."""
-        return self._union(at, window).copy()
+        parts, _, _ = self._parts(at, window)
+        if not parts:
+            return self._factory(self._precision)
+        return parts[0].union(*parts[1:])
 
-    def _union(self, at: float, window: float | None) -> Any:
-        n = self.slices if window is None else window_slices(window, self.slice_seconds)
+    def _parts(self, at: float, window: float | None) -> tuple[list[Any], int, int]:
+        n = self.slices if window is None else _slices_for(window, self.slice_seconds)
         if n > self.slices:
             raise ConfigurationError(
                 f"window of {n} slices exceeds the {self.slices} slices kept ({self.retention:g} s)"
             )
         cur = slice_index(at, self.slice_seconds)
-        cached = self._cache.get(n)
-        if cached is not None and cached[0] == cur:
-            return cached[1]
-        parts = [sk for i, sk in self._slices.items() if cur - n < i <= cur]
-        union = parts[0].union(*parts[1:]) if parts else self._factory(self._precision)
-        if len(self._cache) >= 4:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[n] = (cur, union)
-        return union
+        lo = cur - n
+        return [sk for i, sk in self._slices.items() if lo < i <= cur], n, cur
 
     def estimate(self, *, at: float, window: float | None = None) -> int:
         """Distinct members in the last ``window`` seconds (default: all kept) at ``at``."""
-        return int(self._union(at, window).estimate())
+        parts, n, cur = self._parts(at, window)
+        if len(parts) <= 1:
+            return int(parts[0].estimate()) if parts else 0
+        cache = self._cache
+        if cache is not None:
+            cached = cache.get(n)
+            if cached is not None and cached[0] == cur:
+                return int(cached[1].estimate())
+        if all(type(p) is HyperLogLog and p.encoding == "exact" for p in parts):
+            hashes: set[int] = set()
+            for p in parts:
+                hashes.update(p._data)
+            if len(hashes) <= EXACT_LIMIT:
+                return len(hashes)  # cheap to recount: not cached
+        union = parts[0].union(*parts[1:])
+        if cache is None:
+            cache = self._cache = {}
+        elif len(cache) >= 4:
+            cache.pop(next(iter(cache)))
+        cache[n] = (cur, union)
+        return int(union.estimate())
 
     def expire(self, *, at: float) -> None:
         """Drop the slices that have left the retention at time ``at``."""
@@ -193,7 +225,7 @@ class WindowedDistinct:
         if self._newest is None or i > self._newest:
             self._newest = i
         self._expire(self._newest)
-        self._cache.clear()
+        self._cache = None
 
     def merge(self, other: WindowedDistinct) -> None:
         """Merge another node's counter into this one, slice by slice.
@@ -224,7 +256,7 @@ class WindowedDistinct:
         self._newest = newest
         if newest is not None:
             self._expire(newest)
-        self._cache.clear()
+        self._cache = None
 
     def slice_sketches(self) -> dict[int, Any]:
         """Return the kept slices as ``{slice index: sketch}`` (copies)."""
@@ -234,9 +266,11 @@ class WindowedDistinct:
         """Approximate bytes held (slices, caches and the dictionaries holding them)."""
         import sys
 
-        size: int = sys.getsizeof(self) + sys.getsizeof(self._slices) + sys.getsizeof(self._cache)
+        size: int = sys.getsizeof(self) + sys.getsizeof(self._slices)
         size += sum(sk.memory_usage() for sk in self._slices.values())
-        size += sum(u.memory_usage() for _, u in self._cache.values())
+        if self._cache is not None:
+            size += sys.getsizeof(self._cache)
+            size += sum(u.memory_usage() for _, u in self._cache.values())
         return size
 
     def __eq__(self, other: object) -> bool:
