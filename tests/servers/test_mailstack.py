@@ -28,7 +28,10 @@ from typing import Any
 
 import pytest
 
-from authabuse.events import Submission
+from authabuse.detector import Detector
+from authabuse.events import AuthAttempt, Submission, parse_ip
+from authabuse.geo import Location, RangeTable
+from authabuse.rules import Policy, RuleSet, default_rules
 from authabuse.servers import (
     DovecotAnswers,
     DovecotPolicyServer,
@@ -213,6 +216,56 @@ auth_policy_report_after_auth = yes
 """
 
 
+COUNTRIES = ["JP", "BR", "NG", "VN", "US", "RU", "IN"]
+
+
+class LoopbackGeo:
+    """Real CSV range tables (country and ASN) placing 127.N.0.0/16 in countries.
+
+    Our resolvers answer "not routable" for loopback whatever a table says, so the test
+    reads the tables' data directly (``lookup_int``): 127.0/16 is Japan (alice's home),
+    127.1/16 Brazil, 127.2/16 Nigeria, ... each its own autonomous system.
+    """
+
+    def __init__(self, root: Path) -> None:
+        (root / "country.csv").write_text(
+            "".join(f"127.{i}.0.0,127.{i}.255.255,{cc}\n" for i, cc in enumerate(COUNTRIES))
+        )
+        (root / "asn.csv").write_text(
+            "".join(f"127.{i}.0.0,127.{i}.255.255,{64500 + i},E2E Net {i}\n" for i in range(7))
+        )
+        self.country = RangeTable.from_csv(root / "country.csv")
+        self.asn = RangeTable.from_csv(root / "asn.csv")
+
+    def resolve(self, ip: Any) -> Location | None:
+        n = int(ip)
+        cc, asn = self.country.lookup_int(n), self.asn.lookup_int(n)
+        if cc is None and asn is None:
+            return None
+        return Location(country=cc, asn=asn, source="e2e tables")  # type: ignore[arg-type]
+
+
+class Recording:
+    """The real Detector, keeping the events it recorded; accounts boom* raise (a bug)."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+        self.recorded: list[Submission | AuthAttempt] = []
+
+    def _guard(self, event: Submission | AuthAttempt) -> None:
+        if (event.account or "").startswith("boom"):
+            raise RuntimeError("decider exploded")
+
+    def check(self, event: Submission | AuthAttempt) -> Any:
+        self._guard(event)
+        return self.detector.check(event)
+
+    def process(self, event: Submission | AuthAttempt) -> Any:
+        self._guard(event)
+        self.recorded.append(event)
+        return self.detector.process(event)
+
+
 @dataclass
 class MailStack:
     smtp_port: int
@@ -298,10 +351,15 @@ def mailstack(request: pytest.FixtureRequest, net: Any) -> Iterator[MailStack]:
     shutil.chown(data, "postfix", "postfix")
 
     threads = net.ServerThread()
-    # Two deployments with their own state, as two `authabuse serve` processes would be:
-    # the submission side trips after 2 distinct IPs, the login side after 3, so the test
-    # sees Postfix's action first and Dovecot's refusal at login one IP later.
-    submissions, logins = net.DistinctIPDecider(limit=2), net.DistinctIPDecider(limit=3)
+    # Two deployments with their own state, as two `authabuse serve` processes would be,
+    # both the real Detector with the default rules. The login side is configured more
+    # conservatively (abuse from 150 points instead of 100), so the test sees Postfix's
+    # action first and Dovecot's refusal at login one network later.
+    geo = LoopbackGeo(root)
+    submissions = Recording(Detector(geo=geo))
+    base = default_rules()
+    strict = RuleSet(base.rules, Policy(suspicious=50, abuse=150), base.allow)
+    logins = Recording(Detector(geo=geo, rules=strict))
     pf_policy = PostfixPolicyServer(
         submissions, answers=PostfixAnswers(abuse=REJECT), server_name="mx.e2e.test"
     )
@@ -348,14 +406,14 @@ def mailstack(request: pytest.FixtureRequest, net: Any) -> Iterator[MailStack]:
 
 
 def test_postfix_accepts_normal_mail_and_rejects_once_abused(mailstack: MailStack) -> None:
-    # alice: two messages from her usual address, three recipients on the second.
+    # alice: messages from her usual address (Japan), three recipients on the second.
     assert mailstack.submit("127.0.0.5", "alice@e2e.test") == (250, "accepted")
     rcpts = ("a@example.org", "b@example.net", "c@example.com")
     assert mailstack.submit("127.0.0.5", "alice@e2e.test", rcpts) == (250, "accepted")
-    # mallory: the stolen password is used from ever more addresses.
-    assert mailstack.submit("127.1.0.1", "mallory@e2e.test") == (250, "accepted")
-    assert mailstack.submit("127.2.0.1", "mallory@e2e.test") == (250, "accepted")
-    code, text = mailstack.submit("127.3.0.1", "mallory@e2e.test")
+    # mallory: the stolen password is used from new networks in ever more countries.
+    for n in (1, 2, 3):
+        assert mailstack.submit(f"127.{n}.0.1", "mallory@e2e.test") == (250, "accepted")
+    code, text = mailstack.submit("127.4.0.1", "mallory@e2e.test")
     assert (code, text) == (
         554,
         "5.7.1 <bob@example.org>: Recipient address rejected: account blocked: abuse detected",
@@ -368,36 +426,48 @@ def test_postfix_accepts_normal_mail_and_rejects_once_abused(mailstack: MailStac
     assert [e.recipient_count for e in alice] == [1, 3, 1]  # real counts from end-of-data
     assert alice[1].recipients == rcpts
     assert all(e.queue_id and e.size and e.size > 0 for e in alice)
-    assert {str(e.ip) for e in recorded if e.account == "mallory@e2e.test"} == {
+    assert [str(e.ip) for e in recorded if e.account == "mallory@e2e.test"] == [
         "127.1.0.1",
         "127.2.0.1",
-    }
+        "127.3.0.1",
+    ]
+    verdict = mailstack.submissions.detector.check(
+        Submission(time=recorded[-1].time, ip=parse_ip("127.5.0.1"), account="mallory@e2e.test")
+    )
+    assert str(verdict.level) == "abuse"
+    assert "sprinkle" in [f.rule for f in verdict.findings]
     log = mailstack.maillog()
     assert "sasl_username=alice@e2e.test" in log
-    assert "NOQUEUE: reject: RCPT from unknown[127.3.0.1]: 554 5.7.1" in log
+    assert "NOQUEUE: reject: RCPT from unknown[127.4.0.1]: 554 5.7.1" in log
     for e in alice:  # the queue ids we recorded are Postfix's own
         assert f"{e.queue_id}: client=unknown[127.0.0.5]" in log
 
 
 def test_dovecot_login_refused_once_abused(mailstack: MailStack) -> None:
-    rc, out = mailstack.doveadm_auth("eve@e2e.test", "127.0.10.1")
-    assert rc == 0, out
-    assert "auth succeeded" in out
-    for n, expected_rc in ((2, 0), (3, 0), (4, 77)):
-        rc, out = mailstack.doveadm_auth("eve@e2e.test", f"127.0.{10 + n}.1")
-        assert rc == expected_rc, out
+    # eve's password is tried from a new network in a new country each time: the first
+    # three logins pass, then the login side refuses (at the fourth network when the
+    # cross-account "domain-wave" rule adds to it after mallory of the same domain was
+    # flagged, at the fifth otherwise) and keeps refusing.
+    results = [mailstack.doveadm_auth("eve@e2e.test", f"127.{n}.10.1") for n in range(1, 7)]
+    codes = [rc for rc, _ in results]
+    assert codes[:3] == [0, 0, 0], results
+    assert "auth succeeded" in results[0][1]
+    first_refused = codes.index(77)
+    assert first_refused in (3, 4), codes
+    assert set(codes[first_refused:]) == {77}, codes
+    out = results[-1][1]
     assert "auth failed" in out
     assert "reason=account blocked by authabuse" in out
     rc, out = mailstack.doveadm_auth("alice@e2e.test", "127.0.0.5")
     assert rc == 0, out
-    # Reports recorded the logins, with Dovecot's own values.
+    # Reports recorded the logins, with Dovecot's own values; the refused one as a failure.
     eve = [e for e in mailstack.logins.recorded if e.account == "eve@e2e.test"]
-    assert [e.succeeded for e in eve] == [True, True, True, False]
+    assert [e.succeeded for e in eve] == [rc == 0 for rc in codes]
     assert {e.service for e in eve} == {"imap"}
     text = mailstack.dovecot_policy.metrics.render()
     assert 'level="abuse",action="reject"' in text
     assert (
-        "policy(eve@e2e.test,127.0.14.1): Policy response -1"
+        "policy(eve@e2e.test,127.5.10.1): Policy response -1"
         in (mailstack.root / "logs" / "dovecot.log").read_text()
     )
 
@@ -405,7 +475,7 @@ def test_dovecot_login_refused_once_abused(mailstack: MailStack) -> None:
 def test_login_side_stops_smtp_auth_too(mailstack: MailStack) -> None:
     # After Postfix rejected mallory's mail, one more address makes the login side refuse
     # SMTP AUTH itself (Dovecot's policy is asked for Postfix's SASL logins as well).
-    code, text = mailstack.submit("127.4.0.1", "mallory@e2e.test")
+    code, text = mailstack.submit("127.5.0.1", "mallory@e2e.test")
     assert code == 535, text
     assert "account blocked by authabuse" in text
 

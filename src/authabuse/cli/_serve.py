@@ -1,0 +1,314 @@
+"""``authabuse serve``: run the detector in the mail path as a policy server.
+
+::
+
+    authabuse serve postfix --listen HOST:PORT|unix:PATH [--metrics HOST:PORT]
+                            [--abuse-action 'HOLD ...'] [--suspicious-action DUNNO] ...
+    authabuse serve dovecot --listen HOST:PORT [--api-header 'X-API-Key: SECRET']
+                            [--abuse-status -1] [--suspicious-status N] ...
+
+Common options: ``--store memory|redis://...``, ``--state FILE`` (loaded at start when it
+exists, saved every ``--snapshot-interval`` seconds and on shutdown), ``--geo PATH``
+(repeatable), ``--rules FILE``, ``--fail-closed``, connection limits and timeouts. The
+server runs until SIGTERM or SIGINT, then saves the state and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+log = logging.getLogger("authabuse.serve")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` subcommand (``serve postfix``, ``serve dovecot``)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run as a Postfix policy service or a Dovecot auth-policy server",
+        description="Judge logins and submissions as they happen and answer the mail "
+        "server with the action configured for the account's level.",
+    )
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    pf = kinds.add_parser(
+        "postfix",
+        help="Postfix SMTP access policy delegation (check_policy_service)",
+        description="Postfix policy delegation server; see docs/postfix.md.",
+    )
+    pf.add_argument("--listen", required=True, metavar="HOST:PORT|unix:PATH")
+    pf.add_argument(
+        "--metrics", metavar="HOST:PORT", help="also serve GET /metrics and /health here"
+    )
+    pf.add_argument("--ok-action", default="DUNNO", metavar="ACTION")
+    pf.add_argument("--suspicious-action", default="DUNNO", metavar="ACTION")
+    pf.add_argument(
+        "--abuse-action",
+        default="HOLD authabuse: account held for abuse review",
+        metavar="ACTION",
+        help="e.g. 'REJECT 5.7.1 account blocked', 'DEFER_IF_PERMIT 4.7.1 try later', "
+        "'HOLD ...' (default)",
+    )
+    dc = kinds.add_parser(
+        "dovecot",
+        help="Dovecot auth policy (auth_policy_server_url)",
+        description="Dovecot auth-policy HTTP server; see docs/dovecot.md. GET /metrics "
+        "and GET /health are served on the same port.",
+    )
+    dc.add_argument("--listen", required=True, metavar="HOST:PORT")
+    dc.add_argument(
+        "--api-header",
+        metavar="'NAME: VALUE'",
+        help="require this header, as Dovecot's auth_policy_server_api_header sends it "
+        "('Name: value', or a bare value sent as X-API-Key)",
+    )
+    dc.add_argument(
+        "--api-header-file",
+        metavar="FILE",
+        help="read --api-header from FILE (keeps the secret out of the process list)",
+    )
+    dc.add_argument(
+        "--suspicious-status",
+        type=int,
+        default=0,
+        metavar="N",
+        help="0 accept (default), N>0 tarpit N seconds, -1 reject",
+    )
+    dc.add_argument("--abuse-status", type=int, default=-1, metavar="N")
+    dc.add_argument("--reject-message", default="authentication refused by policy")
+    for sub in (pf, dc):
+        _common(sub)
+        sub.set_defaults(func=_run)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        default="memory",
+        metavar="memory|redis://HOST:PORT/DB",
+        help="where counters live: this process (default) or a shared Redis",
+    )
+    p.add_argument("--state", metavar="FILE", help="detector state snapshot file")
+    p.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="save --state this often (default 300; 0: only at shutdown)",
+    )
+    p.add_argument(
+        "--geo",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="geo data (.mmdb or CSV range table); repeatable; default embedded",
+    )
+    p.add_argument("--rules", metavar="FILE", help="rules file (TOML)")
+    p.add_argument(
+        "--fail-closed",
+        action="store_true",
+        help="on an internal error answer DEFER_IF_PERMIT 4.3.0 / status -1 instead of "
+        "letting the request through",
+    )
+    p.add_argument("--max-connections", type=int, default=1000, metavar="N")
+    p.add_argument("--request-timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="close kept-alive connections idle this long (postfix 330, dovecot 120)",
+    )
+    p.add_argument("--server-name", metavar="NAME", help="server name put in events")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def _build_detector(args: argparse.Namespace) -> tuple[Any, Any]:
+    from authabuse.detector import Detector
+    from authabuse.errors import ConfigurationError
+    from authabuse.geo import default_resolver, resolver_from_paths
+    from authabuse.rules import load_rules
+
+    rules = load_rules(args.rules) if args.rules else None
+    geo = resolver_from_paths(args.geo) if args.geo else default_resolver()
+    store: Any = None
+    if args.store != "memory":
+        if not args.store.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError(
+                f"--store must be memory or a redis:// URL, not {args.store!r}"
+            )
+        from authabuse.redis_store import RedisStore
+
+        store = RedisStore(args.store)
+    state = Path(args.state) if args.state else None
+    if state is not None and state.exists():
+        if store is not None:
+            raise ConfigurationError("--state and --store redis:// exclude each other")
+        detector = Detector.load(state, rules=rules, geo=geo)
+        log.info("state loaded from %s (%d accounts)", state, len(detector))
+    else:
+        kwargs: dict[str, Any] = {"rules": rules, "geo": geo}
+        if store is not None:
+            kwargs["store"] = store
+        detector = Detector(**kwargs)
+    return detector, store
+
+
+def _run(args: argparse.Namespace) -> int:
+    from authabuse.servers import (
+        DovecotAnswers,
+        DovecotPolicyServer,
+        Limits,
+        PostfixAnswers,
+        PostfixPolicyServer,
+        serve_metrics,
+    )
+    from authabuse.servers._http import HttpConnection
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    detector, store = _build_detector(args)
+    idle = args.idle_timeout or (330.0 if args.kind == "postfix" else 120.0)
+    limits = Limits(
+        max_connections=args.max_connections,
+        request_timeout=args.request_timeout,
+        idle_timeout=idle,
+    )
+    server: Any
+    if args.kind == "postfix":
+        answers = PostfixAnswers(
+            ok=args.ok_action,
+            suspicious=args.suspicious_action,
+            abuse=args.abuse_action,
+            fail=PostfixAnswers.FAIL_CLOSED if args.fail_closed else "DUNNO",
+        )
+        server = PostfixPolicyServer(
+            detector, answers=answers, limits=limits, server_name=args.server_name
+        )
+    else:
+        api = args.api_header
+        if args.api_header_file:
+            api = Path(args.api_header_file).read_text(encoding="utf-8").strip()
+        dc_answers = DovecotAnswers(
+            suspicious=args.suspicious_status,
+            abuse=args.abuse_status,
+            fail=-1 if args.fail_closed else 0,
+            message=args.reject_message,
+        )
+        server = DovecotPolicyServer(
+            detector,
+            answers=dc_answers,
+            limits=limits,
+            api_header=api,
+            server_name=args.server_name,
+        )
+    _register_gauges(server, detector, store)
+    state = Path(args.state) if args.state else None
+
+    async def main() -> None:
+        bound = await server.start(args.listen)
+        where = ", ".join(_fmt(b) for b in bound)
+        print(f"authabuse serve {args.kind}: listening on {where}", file=sys.stderr, flush=True)
+        if getattr(args, "metrics", None):
+            maddr = await server.add_listener(
+                args.metrics, lambda: HttpConnection(server, serve_metrics(server), 0)
+            )
+            print(
+                f"authabuse serve {args.kind}: metrics on {_fmt(maddr)}",
+                file=sys.stderr,
+                flush=True,
+            )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        snapshots = None
+        if state is not None and args.snapshot_interval > 0:
+            snapshots = asyncio.create_task(_snapshots(detector, state, args.snapshot_interval))
+        await stop.wait()
+        log.info("shutting down")
+        if snapshots is not None:
+            snapshots.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await snapshots
+        await server.stop()
+
+    asyncio.run(main())
+    if state is not None:
+        _save(detector, state)
+    if store is not None:
+        store.close()
+    return 0
+
+
+def _fmt(addr: Any) -> str:
+    if isinstance(addr, tuple):
+        host = f"[{addr[0]}]" if ":" in str(addr[0]) else addr[0]
+        return f"{host}:{addr[1]}"
+    return f"unix:{addr}"
+
+
+def _save(detector: Any, state: Path) -> None:
+    started = time.perf_counter()
+    detector.save(state)
+    log.info(
+        "state saved to %s (%d accounts, %.3f s)",
+        state,
+        len(detector),
+        time.perf_counter() - started,
+    )
+
+
+async def _snapshots(detector: Any, state: Path, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            _save(detector, state)  # in the loop thread: the detector is not thread-safe
+        except OSError as exc:
+            log.error("cannot save state to %s: %s", state, exc)
+
+
+def _register_gauges(server: Any, detector: Any, store: Any) -> None:
+    metrics = server.metrics
+
+    def usage(field: str) -> float:
+        return float(detector.memory_usage()[field])
+
+    metrics.gauge(
+        "authabuse_detector_memory_bytes",
+        "Bytes held by the detector's state",
+        lambda: usage("bytes"),
+    )
+    metrics.gauge(
+        "authabuse_detector_accounts", "Accounts the detector keeps", lambda: usage("accounts")
+    )
+    metrics.gauge(
+        "authabuse_detector_ips", "Source addresses the detector keeps", lambda: usage("ips")
+    )
+    if store is not None:
+        metrics.gauge(
+            "authabuse_store_degraded",
+            "1 while the shared store is unreachable and local state answers",
+            lambda: float(store.status["degraded"]),
+        )
+        metrics.gauge(
+            "authabuse_store_fallbacks",
+            "Times the shared store became unreachable",
+            lambda: float(store.status["fallbacks"]),
+        )
+        metrics.gauge(
+            "authabuse_store_errors",
+            "Shared-store calls that failed",
+            lambda: float(store.status["errors"]),
+        )

@@ -1,0 +1,219 @@
+"""``authabuse serve`` as operators run it: a separate process, real sockets, signals."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Public ranges placed by our own CSV tables (the table is authoritative for them).
+COUNTRIES = ["JP", "BR", "NG", "VN", "US", "RU", "IN"]
+REJECT = "REJECT 5.7.1 account blocked"
+
+
+@pytest.fixture
+def geo_files(tmp_path: Path) -> list[str]:
+    country = tmp_path / "country.csv"
+    asn = tmp_path / "asn.csv"
+    country.write_text(
+        "".join(f"11.{i}.0.0,11.{i}.255.255,{cc}\n" for i, cc in enumerate(COUNTRIES))
+    )
+    asn.write_text(
+        "".join(
+            f"11.{i}.0.0,11.{i}.255.255,{64500 + i},Example Net {i}\n"
+            for i in range(len(COUNTRIES))
+        )
+    )
+    return ["--geo", str(country), "--geo", str(asn)]
+
+
+class Served:
+    def __init__(self, args: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "authabuse", "serve", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.addr = self._wait_for(r"listening on (\S+)")
+        self.metrics = self._wait_for(r"metrics on (\S+)") if "--metrics" in args else None
+
+    def _wait_for(self, pattern: str) -> tuple[str, int]:
+        assert self.proc.stderr is not None
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            line = self.proc.stderr.readline()
+            if not line:
+                raise RuntimeError("server exited:\n" + "".join(self.lines))
+            self.lines.append(line)
+            m = re.search(pattern, line)
+            if m and m.group(1).startswith("unix:"):
+                return m.group(1), -1
+            if m:
+                host, _, port = m.group(1).rpartition(":")
+                return host, int(port)
+        raise RuntimeError("server did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        _, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, "".join(self.lines) + err
+
+
+@pytest.fixture
+def served() -> Iterator[list[Served]]:
+    started: list[Served] = []
+    yield started
+    for s in started:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.communicate(timeout=30)
+
+
+def message(sock: socket.socket, user: str, ip: str, n: int) -> list[str]:
+    """One message: RCPT then END-OF-MESSAGE; returns the two actions."""
+    out = []
+    for state, extra in (
+        ("RCPT", "recipient_count=0\nsize=0"),
+        ("END-OF-MESSAGE", f"recipient_count=1\nsize=900\nqueue_id=Q{n}"),
+    ):
+        sock.sendall(
+            (
+                f"request=smtpd_access_policy\nprotocol_state={state}\n"
+                f"client_address={ip}\nsasl_username={user}\nsender={user}\n"
+                f"recipient=bob@example.org\ninstance={ip}.{n}\n{extra}\n\n"
+            ).encode()
+        )
+        data = b""
+        while not data.endswith(b"\n\n"):
+            chunk = sock.recv(4096)
+            assert chunk, "server closed the connection"
+            data += chunk
+        out.append(data.decode().removeprefix("action=").strip())
+    return out
+
+
+def test_postfix_server_state_survives_kill_9(
+    tmp_path: Path, geo_files: list[str], served: list[Served]
+) -> None:
+    state = tmp_path / "state.authabuse"
+    args = [
+        "postfix",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--abuse-action",
+        REJECT,
+        "--state",
+        str(state),
+        "--snapshot-interval",
+        "0.3",
+        *geo_files,
+    ]
+    first = Served(args)
+    served.append(first)
+    with socket.create_connection(first.addr) as s:
+        for n in range(3):
+            assert message(s, "alice@example.jp", "11.0.0.5", n) == ["DUNNO", "DUNNO"]
+        # The stolen password in use from new networks in ever more countries.
+        actions = [message(s, "mallory@example.jp", f"11.{i}.0.9", 10 + i) for i in range(1, 6)]
+    assert actions[:3] == [["DUNNO", "DUNNO"]] * 3
+    assert actions[3:] == [[REJECT, REJECT]] * 2
+    assert first.metrics is not None
+    scraper = http.client.HTTPConnection(*first.metrics, timeout=10)
+    scraper.request("GET", "/metrics")
+    text = scraper.getresponse().read().decode()
+    scraper.close()
+    assert 'authabuse_decisions_total{server="postfix",level="abuse",action="REJECT"} 4' in text
+    assert re.search(r'authabuse_detector_accounts\{server="postfix"\} 2\b', text)
+    # Wait for a snapshot that holds mallory's last message, then kill -9.
+    time.sleep(1.0)
+    assert state.exists()
+    first.proc.kill()
+    first.proc.communicate(timeout=30)
+    second = Served(args)
+    served.append(second)
+    assert any("state loaded" in line for line in second.lines)
+    with socket.create_connection(second.addr) as s:
+        assert message(s, "mallory@example.jp", "11.6.0.9", 20) == [REJECT, REJECT]
+        assert message(s, "alice@example.jp", "11.0.0.5", 21) == ["DUNNO", "DUNNO"]
+    code, log = second.stop()
+    assert code == 0
+    assert "state saved" in log
+
+
+def test_dovecot_server_with_api_key_file(tmp_path: Path, served: list[Served]) -> None:
+    key = tmp_path / "api-header"
+    key.write_text("X-API-Key: s3cret\n")
+    key.chmod(0o600)
+    srv = Served(["dovecot", "--listen", "127.0.0.1:0", "--api-header-file", str(key)])
+    served.append(srv)
+    conn = http.client.HTTPConnection(*srv.addr, timeout=10)
+    body = json.dumps({"login": "alice@example.jp", "remote": "198.51.100.7", "protocol": "imap"})
+    conn.request("POST", "/?command=allow", body=body, headers={"X-API-Key": "s3cret"})
+    resp = conn.getresponse()
+    assert (resp.status, json.loads(resp.read())) == (200, {"status": 0})
+    conn.request("POST", "/?command=allow", body=body)
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 401
+    conn.request("GET", "/health")
+    assert conn.getresponse().read() == b"ok\n"
+    conn.close()
+    code, _ = srv.stop(signal.SIGINT)
+    assert code == 0
+
+
+def test_bad_options_exit_2() -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "authabuse",
+            "serve",
+            "postfix",
+            "--listen",
+            "127.0.0.1:0",
+            "--abuse-action",
+            "FROB now",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "does not start with a Postfix access(5) action" in out.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "authabuse", "serve", "dovecot", "--listen", "nowhere"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "HOST:PORT" in out.stderr
+
+
+def test_unix_socket_listener(tmp_path: Path, served: list[Served]) -> None:
+    path = tmp_path / "policy.sock"
+    srv = Served(["postfix", "--listen", f"unix:{path}"])
+    served.append(srv)
+    assert oct(os.stat(path).st_mode & 0o777) == "0o666"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(path))
+        assert message(s, "alice@example.jp", "198.51.100.7", 1) == ["DUNNO", "DUNNO"]
+    code, _ = srv.stop()
+    assert code == 0
