@@ -102,7 +102,7 @@ class PostfixParser:
         if colon <= 0:
             return False
         rest = msg[colon + 2 :]
-        if rest == "removed":
+        if rest.startswith("removed"):  # (a stray trailing quote seen in the wild)
             return self._complete((host, msg[:colon]), out)
         if rest.startswith("from=<"):
             key = (host, msg[:colon])

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from typing import BinaryIO
 
-from authabuse.errors import ConfigurationError
+from authabuse.errors import ConfigurationError, CorruptDataError
 from authabuse.events import Event
 
 from ._core import DEFAULT_MAX_LINE, LogParser
@@ -40,7 +40,11 @@ def open_log(path: str | os.PathLike[str]) -> BinaryIO:
     except OSError as exc:
         raise ConfigurationError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
     if magic == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[return-value]  # a BinaryIO
+        fh.close()
+        try:
+            return gzip.open(path, "rb")  # type: ignore[return-value]  # a binary file object
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {os.fspath(path)}: {exc}") from None
     return fh
 
 
@@ -130,7 +134,13 @@ def iter_events(
             readline = fh.readline
             limit = max_line + 1
             while True:  # iter_lines, inlined: this loop runs once per log line
-                line = readline(limit)
+                try:
+                    line = readline(limit)
+                except (OSError, EOFError) as exc:  # truncated or corrupt .gz
+                    if strict:
+                        raise CorruptDataError(f"{parser.source}: {exc}") from None
+                    parser.stats.note("read_errors", parser.source, lineno + 1, str(exc))
+                    break
                 if not line:
                     break
                 lineno += 1

@@ -23,7 +23,9 @@ class ParseStats:
     not UTF-8 (parsed anyway, the bad bytes replaced by U+FFFD). ``expired_joins`` counts
     submissions emitted because their queue id waited too long for the rest of its lines
     (or the bound on pending joins was reached); ``unfinished_joins`` those emitted at the
-    end of input before their queue id completed. For each kind of problem the first few
+    end of input before their queue id completed; ``read_errors`` inputs that could not be
+    read to their end (a truncated or corrupt ``.gz``: the lines before it were used, and
+    reading goes on with the next input). For each kind of problem the first few
     ``(source, line number, reason)`` are kept in ``examples``.
 
     >>> s = ParseStats()
@@ -45,6 +47,7 @@ class ParseStats:
     non_utf8: int = 0
     expired_joins: int = 0
     unfinished_joins: int = 0
+    read_errors: int = 0
     examples: dict[str, list[tuple[str, int, str]]] = field(default_factory=dict)
 
     def note(self, kind: str, source: str, lineno: int, reason: str) -> None:
@@ -72,6 +75,7 @@ class ParseStats:
             "non_utf8": self.non_utf8,
             "expired_joins": self.expired_joins,
             "unfinished_joins": self.unfinished_joins,
+            "read_errors": self.read_errors,
             "examples": {k: [list(e) for e in v] for k, v in sorted(self.examples.items())},
         }
 
@@ -98,6 +102,7 @@ class ParseStats:
             ("non_utf8", "lines with non-UTF-8 bytes (replaced)"),
             ("expired_joins", "submissions emitted on join expiry"),
             ("unfinished_joins", "submissions incomplete at end of input"),
+            ("read_errors", "inputs cut short by a read error (e.g. a truncated .gz)"),
         ):
             count = getattr(self, kind)
             if not count:
