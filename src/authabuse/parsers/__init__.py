@@ -1,4 +1,4 @@
-"""Log parsers: Postfix, Dovecot, Exim, Sendmail and JSON lines into events.
+r"""Log parsers: Postfix, Dovecot, Exim, Sendmail and JSON lines into events.
 
 Lines are read as bytes, one at a time, so memory stays bounded on unbounded input; the
 format is recognized line by line (or forced). Messages are joined by queue id into
@@ -6,10 +6,16 @@ format is recognized line by line (or forced). Messages are joined by queue id i
 cannot be parsed stops the stream: it is counted in :class:`ParseStats` (or raised as
 :class:`~authabuse.errors.ParseError` in strict mode).
 
+>>> import io
 >>> from authabuse.parsers import iter_events, ParseStats
 >>> stats = ParseStats()
->>> events = list(iter_events(["examples/postfix-submission.log"], year=2026, tz="UTC",
-...                           stats=stats))  # doctest: +SKIP
+>>> log = io.BytesIO(b"2022-06-29 16:04:05 dovecot_login authenticator failed for "
+...                  b"([1.2.3.5]) [1.2.3.4]:55379: 535 Incorrect authentication data "
+...                  b"(set_id=info@test.com)\n")
+>>> [(e.account, str(e.ip), e.succeeded) for e in iter_events([log], tz="UTC", stats=stats)]
+[('info@test.com', '1.2.3.4', False)]
+>>> stats.lines, stats.used
+(1, 1)
 """
 
 from __future__ import annotations
