@@ -26,13 +26,16 @@ from authabuse.geo._embedded import (
     resolver_from_paths,
 )
 from authabuse.geo._mmdb import MMDBResolver
+from authabuse.geo._sample import AddressSampler, GeoBlock
 from authabuse.geo._special import SpecialBlock, special_blocks
 from authabuse.geo._table import RangeTable
 from authabuse.geo._types import GeoResolver, Location, Network, NetworkResolver
 
 __all__ = [
+    "AddressSampler",
     "CachedResolver",
     "ChainResolver",
+    "GeoBlock",
     "GeoResolver",
     "Location",
     "MMDBResolver",
