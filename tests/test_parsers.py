@@ -524,3 +524,26 @@ def test_gzip_and_several_files_in_one_stream(tmp_path: Path) -> None:
     events = list(iter_events([first, second], year=2026, tz="UTC", stats=stats))
     assert events == parse(EXAMPLE, year=2026)[0]
     assert stats.lines == 66
+
+
+def test_dovecot_session_failures_are_not_counted_twice() -> None:
+    # fail2ban's Dovecot 2.4 pair (gh-4196): the auth process reports one mismatch, the
+    # login process then sums up the same session as "3 attempts".
+    log = (
+        b"Aug 30 00:10:57 auth(info@example.com,192.0.2.110,sasl:login)<CvN+E95Uf4e7eEnj>: "
+        b"Info: sql: Password mismatch (given password: XxxxXXxx123)\n"
+        b"Aug 30 00:11:05 imap-login: Info: Login aborted: Connection closed (auth failed, 3 "
+        b"attempts in 16 secs) (auth_failed): user=<info@example.com>, method=PLAIN, "
+        b"rip=192.0.2.110, lip=0.0.0.0, TLS, session=<CvN+E95Uf4e7eEnj>\n"
+    )
+    events, _ = parse(log)
+    assert [(a.attempts, a.service) for a in auths(events)] == [(1, None), (2, "imap")]
+    assert sum(a.attempts for a in auths(events)) == 3
+
+
+def test_iter_events_accepts_one_path_or_one_file() -> None:
+    expected = parse(EXAMPLE, year=2026)[0]
+    assert list(iter_events(EXAMPLE, year=2026, tz="UTC")) == expected
+    assert list(iter_events(str(EXAMPLE), year=2026, tz="UTC")) == expected
+    with EXAMPLE.open("rb") as fh:
+        assert list(iter_events(fh, year=2026, tz="UTC")) == expected

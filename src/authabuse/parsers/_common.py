@@ -169,6 +169,7 @@ class Context:
     """
 
     __slots__ = (
+        "auth_failures",
         "authed",
         "clock",
         "expired",
@@ -200,6 +201,8 @@ class Context:
         # Postfix smtpd sessions: the account whose login was reported, failures reported
         self.authed: dict[tuple[str | None, str], str] = {}
         self.failed: dict[tuple[str | None, str], int] = {}
+        # Dovecot: failures its auth process reported, per session id
+        self.auth_failures: dict[str, int] = {}
         self.now: datetime | None = None
         self.expired = 0
         self.clock = clock
@@ -252,4 +255,5 @@ class Context:
         self.sessions.clear()
         self.authed.clear()
         self.failed.clear()
+        self.auth_failures.clear()
         return n

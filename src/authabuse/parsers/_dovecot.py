@@ -8,9 +8,11 @@
   ``auth-worker(pid):``, 2.3's ``conn unix:auth-worker (...): auth-worker<N>:``) and 2.4's
   ``auth(user,ip,sasl:mech)<session>: Info: sql: Password mismatch``; and the PAM module's
   ``pam_unix(dovecot:auth): authentication failure; ... rhost=IP [user=U]``. These
-  are failed attempts of the passdb; a login process (or Postfix, when Dovecot is its SASL
-  backend) usually reports the same attempt too: see the parsers section of
-  ``docs/design.md``.
+  are failed attempts of the passdb. When the login process later sums up the same
+  session (same ``session=<id>``) as ``auth failed, N attempts``, only the attempts the
+  auth process did not already report are counted. Postfix using Dovecot for SASL
+  reports the same failure again in its own log, with no common key: see the parsers
+  section of ``docs/design.md``.
 
 Lines without any authentication attempt (``no auth attempts``, ``tried to use disallowed
 plaintext auth``, TLS handshake failures) are irrelevant. Dovecot may log the password a
@@ -125,6 +127,11 @@ class DovecotParser:
         user = _USER.search(rest)
         method = _METHOD.search(rest)
         session = _SESSION.search(rest)
+        if not succeeded and session is not None:
+            # the auth process may already have reported some of these attempts
+            attempts -= self.ctx.auth_failures.pop(session.group(1), 0)
+            if attempts <= 0:
+                return True
         out.append(
             new_auth(
                 time=when,
@@ -163,6 +170,11 @@ class DovecotParser:
                 session = session.strip("<>") or None
         if not ip_text:
             raise LineError("auth line without a remote address")
+        if session:
+            seen = self.ctx.auth_failures
+            seen[session] = seen.get(session, 0) + 1
+            if len(seen) > self.ctx.max_sessions:
+                del seen[next(iter(seen))]
         out.append(
             new_auth(
                 time=when,

@@ -75,7 +75,7 @@ def iter_lines(fh: BinaryIO, max_line: int = DEFAULT_MAX_LINE) -> Iterator[bytes
 
 
 def iter_events(
-    inputs: Iterable[str | os.PathLike[str] | BinaryIO] | str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str] | BinaryIO] | str | os.PathLike[str] | BinaryIO,
     *,
     format: str = "auto",
     year: int | None = None,
@@ -89,9 +89,9 @@ def iter_events(
     r"""Stream the events of one or more logs, in order, with bounded memory.
 
     ``inputs`` are paths (``-`` is stdin, gzip files are read transparently) or binary
-    file objects; one parser reads them in turn, so a join that spans a log rotation
-    still completes. Pass a :class:`ParseStats` as ``stats`` to learn what was skipped;
-    the other options are those of :class:`LogParser`.
+    file objects (or just one of them); one parser reads them in turn, so a join that
+    spans a log rotation still completes. Pass a :class:`ParseStats` as ``stats`` to learn
+    what was skipped; the other options are those of :class:`LogParser`.
 
     >>> import io
     >>> log = io.BytesIO(
@@ -105,8 +105,8 @@ def iter_events(
     >>> [e.type for e in iter_events([log], year=2021, tz="UTC")]
     ['auth', 'delivery', 'submission']
     """
-    if isinstance(inputs, str | os.PathLike):
-        inputs = [inputs]
+    if isinstance(inputs, str | os.PathLike) or hasattr(inputs, "readline"):
+        inputs = [inputs]  # type: ignore[list-item]  # one path or one file object
     parser = LogParser(
         format,
         year=year,
