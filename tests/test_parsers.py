@@ -547,3 +547,20 @@ def test_iter_events_accepts_one_path_or_one_file() -> None:
     assert list(iter_events(str(EXAMPLE), year=2026, tz="UTC")) == expected
     with EXAMPLE.open("rb") as fh:
         assert list(iter_events(fh, year=2026, tz="UTC")) == expected
+
+
+def test_dovecot_1x_log_path_lines_with_level_first() -> None:
+    # wazuh's Dovecot 1.x samples (GPL, written here from their shape): level, then process
+    lines = (
+        b"Mar 13 15:25:07 Info: auth(default): passwd-file(user@example.com,::ffff:1.2.3.4):"
+        b" unknown user\n"
+        b"Jun 23 15:04:05 Info: imap-login: Login: user=<username>, method=PLAIN, "
+        b"rip=1.2.3.4, lip=1.2.3.5\n"
+    )
+    events, stats = parse(lines)
+    got = [(a.account, str(a.ip), a.succeeded, a.service) for a in auths(events)]
+    assert got == [
+        ("user@example.com", "1.2.3.4", False, None),
+        ("username", "1.2.3.4", True, "imap"),
+    ]
+    assert stats.used == 2

@@ -25,6 +25,8 @@ FORMATS = ("auto", "postfix", "dovecot", "exim", "sendmail", "jsonl")
 DEFAULT_MAX_LINE = 32768
 """Longest line (in bytes) that is parsed; longer lines are counted and skipped."""
 
+# Dovecot 1.x log_path lines put the level where syslog puts the program
+_LEVELS = frozenset({"Info", "Warning", "Error", "Fatal", "Panic", "Debug"})
 _EXPIRE_MASK = 4095  # check for expired joins every 4096 lines
 
 # timestamp (BSD syslog | RFC 3339 / ISO | TAI64N), optional host, program[pid]: message
@@ -307,7 +309,7 @@ class LogParser:
             handler = self._postfix.route(prog)
         elif forced is not None:
             handler = forced.handle
-        elif prog.startswith(("dovecot", "auth")) or prog.endswith("-login"):
+        elif prog.startswith(("dovecot", "auth")) or prog.endswith("-login") or prog in _LEVELS:
             handler = self._dovecot.handle
         elif prog.startswith("exim"):
             handler = self._exim.handle

@@ -31,6 +31,7 @@ from ._fast import new_auth
 
 __all__ = ["DovecotParser"]
 
+_LEVEL_NAMES = frozenset({"Info", "Warning", "Error", "Debug", "Fatal", "Panic"})
 _LEVELS = ("Info: ", "Warning: ", "Error: ", "Debug: ", "Fatal: ", "Panic: ")
 _ATTEMPTS = re.compile(r"\(auth failed, ([0-9]+) attempts?")
 _USER = re.compile(r"\buser=<([^>]*)>")
@@ -91,7 +92,7 @@ class DovecotParser:
         proc = prog
         rest = _strip_level(msg)
         # syslog form: "dovecot: imap-login: ..." (sometimes "dovecot: dovecot: auth: ...")
-        while proc.startswith("dovecot"):
+        while proc.startswith("dovecot") or proc in _LEVEL_NAMES:
             if rest.startswith("pam_unix("):
                 break
             colon = rest.find(": ")
