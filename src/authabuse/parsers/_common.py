@@ -147,15 +147,13 @@ class Pending:
 
 
 class Session:
-    """What one SMTP session (one server process) said so far."""
+    """A Sendmail process's last successful login, waiting for its message."""
 
-    __slots__ = ("account", "failed", "ip", "mechanism", "time")
+    __slots__ = ("account", "ip", "time")
 
     def __init__(self) -> None:
-        self.account: str | None = None  # account whose login was already reported
-        self.failed = 0  # failures already reported
+        self.account: str | None = None
         self.ip: IPAddress | None = None
-        self.mechanism: str | None = None
         self.time: datetime | None = None
 
 
@@ -164,8 +162,11 @@ class Context:
 
     ``pending`` maps ``(server, queue id)`` to a :class:`Pending` message; entries older
     than ``join_timeout`` (log time) or beyond ``max_pending`` are emitted as they are and
-    counted as expired. ``sessions`` maps ``(server, pid)`` to per-session state for the
-    formats that need it (Postfix smtpd, Sendmail), bounded by ``max_sessions``.
+    counted as expired. Per-process session state, each table bounded by ``max_sessions``
+    (oldest dropped): ``sessions`` (Sendmail logins by ``(server, pid)``), ``authed`` and
+    ``failed`` (Postfix smtpd: the account whose login was reported, the failures
+    reported), ``auth_failures`` (Dovecot: failures the auth process reported, by session
+    id).
     """
 
     __slots__ = (
