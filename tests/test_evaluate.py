@@ -24,6 +24,9 @@ from authabuse.events import AuthAttempt, Delivery, Event, Submission, parse_ip
 from authabuse.simulate import GroundTruth, simulate
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
+_CLIENT = re.compile(
+    r"^(\S+) \S+ \S+: [0-9A-F]+: client=[^\[]*\[([^\]]+)\], .*sasl_username=(\S+)$"
+)
 
 
 def sub(seconds: float, ip: str, account: str = "a@example.jp") -> Submission:
@@ -130,18 +133,19 @@ def test_scoring_of_trivial_methods(sim: Path) -> None:
     legit_senders = [a for a in truth.legitimate() if a.messages > 0]
     assert always.fp_total == len(legit_senders)
     # Those who sent their own mail before the abuse began were flagged early too.
-    assert always.flagged_before_abuse == sum(1 for a, ab in sending if a.messages > ab.messages)
+    first: dict[str, float] = {}
+    with open(sim / "maillog", encoding="utf-8") as fh:
+        for line in fh:
+            m = _CLIENT.match(line.rstrip("\n"))
+            if m is not None and m[3] not in first:
+                first[m[3]] = datetime.fromisoformat(m[1]).timestamp()
+    assert always.flagged_before_abuse == sum(1 for a, ab in sending if first[a.name] < ab.start)
     assert never.recall_total == 0.0
     assert never.fp_total == 0
     assert sorted(never.mails_before) == sorted(ab.messages for _, ab in sending)
     assert never.abusive_mails_before_flag == never.abusive_mails == sum(never.mails_before)
     assert len(ev.runs) == 1
     assert ev.runs[0]["events"] > 0
-
-
-_CLIENT = re.compile(
-    r"^(\S+) \S+ \S+: [0-9A-F]+: client=[^\[]*\[([^\]]+)\], .*sasl_username=(\S+)$"
-)
 
 
 def test_postfwd_baseline_agrees_with_a_brute_force_count(sim: Path) -> None:

@@ -358,3 +358,35 @@ def test_mixes_are_described() -> None:
     for mix in MIXES.values():
         assert set(mix.personas) == set(PERSONAS)
         assert set(mix.patterns) == set(PATTERNS)
+
+
+def test_the_embedded_geo_data_agrees_with_the_simulation(log: Log, geo: Geo, sim: Path) -> None:
+    """A scan with the embedded data (no --geo) places every address as the simulator did."""
+    from authabuse.geo import default_resolver
+
+    resolver = default_resolver()
+    ips = {ip for _, _, ip, _ in log.submissions} | {ip for _, ip in log.failures}
+    for text in ips:
+        ip = ip_address(text)
+        loc = resolver.resolve(ip)
+        assert loc is not None
+        assert loc.country == geo.country(ip), ip
+    with open(sim / "geo-asn.csv", encoding="utf-8") as fh:
+        for rec in csv.DictReader(fh):
+            for end in ("ip_range_start", "ip_range_end"):
+                loc = resolver.resolve(ip_address(rec[end]))
+                assert loc is not None
+                assert loc.asn == int(rec["asn"]), rec
+                assert loc.org == rec["org"]
+
+
+def test_address_blocks_have_real_roles() -> None:
+    from authabuse.simulate._space import AddressSpace
+
+    space = AddressSpace.embedded()
+    carriers = {b.org for b in space.role_blocks("JP", "mobile")}
+    assert any("DOCOMO" in org for org in carriers)
+    assert space.role_blocks("JP", "residential", version=6)
+    hosting = {b.org for b in space.role_blocks("NL", "hosting")}
+    assert hosting
+    assert all(b.country == "PL" for b in space.role_blocks("PL", "residential"))

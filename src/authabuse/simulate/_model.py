@@ -395,7 +395,9 @@ class World:
                 value = base + rng.randrange(1, 255)
                 pool.append(b.address(value - b.first))
             self.carriers.append(pool)
-        self.carrier_weights = [0.45, 0.3, 0.25][: len(self.carriers)] or [1.0]
+        # Rough market shares of the Japanese carriers (DOCOMO, KDDI, SoftBank, Rakuten).
+        share = {9605: 0.4, 2516: 0.3, 17676: 0.22, 138384: 0.08}
+        self.carrier_weights = [share.get(asn, 0.1) for asn in sorted(by_asn)]
         # A commercial VPN provider: exits in data centres of several countries.
         self.vpn_exits: list[IPAddress] = []
         for cc in VPN_COUNTRIES:

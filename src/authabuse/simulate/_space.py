@@ -4,8 +4,8 @@ An :class:`AddressSpace` holds *blocks* (a contiguous address range with one cou
 one ASN) grouped by country and by role (residential, mobile carrier, business, hosting).
 The simulator draws every client address from a block, so a geo table built from the
 blocks it used places every address of the log exactly where the simulator meant it to
-be; the blocks come from the embedded geo data of :mod:`authabuse.geo` when it is
-available, else from a small table of real DB-IP networks shipped for this purpose.
+be. The blocks are selected from the embedded geo data of :mod:`authabuse.geo` (see
+:meth:`AddressSpace.embedded`), so a scan with the embedded data agrees too.
 """
 
 from __future__ import annotations
@@ -24,25 +24,6 @@ from authabuse.events import IPAddress
 __all__ = ["AddressSpace", "Block"]
 
 ROLES = ("residential", "mobile", "business", "hosting")
-
-# Synthetic ASNs of the fallback table come from the private-use range of RFC 6996.
-_FALLBACK_ASN_BASE = 4_200_000_000
-
-# Roles of Japanese blocks in the fallback table, by size rank (largest first): three
-# mobile carriers, business and hosting networks, the rest residential. The other
-# countries' blocks serve every role (the fallback data cannot tell them apart).
-_JP_ROLES = {
-    0: ("residential", 0),
-    1: ("mobile", 1),
-    2: ("mobile", 1),
-    3: ("mobile", 2),
-    4: ("mobile", 2),
-    5: ("mobile", 3),
-    6: ("business", 4),
-    7: ("business", 5),
-    8: ("hosting", 6),
-    9: ("hosting", 7),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +67,12 @@ class Block:
 class AddressSpace:
     """Blocks of real public addresses by country and role, and what the log used.
 
-    Build one with :meth:`default` (the embedded geo data, else the fallback table) or
+    Build one with :meth:`default` (blocks chosen from the embedded geo data) or
     :meth:`from_rows`. :meth:`pick_block` chooses a block of a country (weighted by size
     so big networks carry more clients, as in the real Internet); every block handed out
     is remembered so :meth:`used_blocks` can write the geo table of one simulation.
 
-    >>> space = AddressSpace.fallback()
+    >>> space = AddressSpace.embedded()
     >>> rng = random.Random(1)
     >>> block = space.pick_block(rng, "PL")
     >>> block.country, block.version
@@ -130,34 +111,37 @@ class AddressSpace:
     # -- construction ---------------------------------------------------------------
 
     @classmethod
-    def fallback(cls) -> AddressSpace:
-        """Load the shipped table of real DB-IP networks, with synthetic (private-use) ASNs.
+    def embedded(cls) -> AddressSpace:
+        """Load the shipped blocks, chosen from the embedded geo data of :mod:`authabuse.geo`.
 
-        >>> AddressSpace.fallback().countries() >= {"PL", "IN", "JP", "AR", "ZA"}
+        ``data/simulate-ranges.csv`` (``tools/build_simulate_ranges.py`` derives it from
+        the embedded DB-IP country and ip-location-db ASN tables): real networks with
+        their real ASN and organisation, so a scan with the embedded data places every
+        simulated address as the simulator meant.
+
+        >>> space = AddressSpace.embedded()
+        >>> space.countries() >= {"PL", "IN", "JP", "AR", "ZA"}
         True
+        >>> {b.role for b in space.role_blocks("JP", "mobile")}
+        {'mobile'}
         """
-        text = resources.files("authabuse").joinpath("data/simulate-fallback-ranges.csv")
-        rows = [line for line in text.read_text(encoding="utf-8").splitlines() if line[:1] != "#"]
-        blocks: list[Block] = []
-        rank: dict[tuple[str, int], int] = {}
-        parsed = []
-        for rec in csv.DictReader(rows):
-            a = ip_address(rec["ip_range_start"])
-            parsed.append(
-                (rec["country_code"], a.version, int(a), int(ip_address(rec["ip_range_end"])))
+        text = resources.files("authabuse").joinpath("data/simulate-ranges.csv")
+        lines = [ln for ln in text.read_text(encoding="utf-8").splitlines() if ln[:1] != "#"]
+        rows = []
+        for rec in csv.DictReader(lines):
+            rows.append(
+                (
+                    rec["ip_range_start"],
+                    rec["ip_range_end"],
+                    rec["country_code"],
+                    int(rec["asn"]),
+                    rec["org"],
+                    rec["role"],
+                )
             )
-        # Rank each country's blocks by size to give roles deterministically.
-        parsed.sort(key=lambda r: (r[0], r[1], -(r[3] - r[2]), r[2]))
-        for i, (cc, version, first, last) in enumerate(parsed):
-            n = rank.get((cc, version), 0)
-            rank[(cc, version)] = n + 1
-            role, group = "residential", n
-            if cc == "JP" and version == 4 and n in _JP_ROLES:
-                role, group = _JP_ROLES[n]
-            asn = _FALLBACK_ASN_BASE + (i if not (cc == "JP" and version == 4) else group)
-            org = f"Simulated {role} network {cc}{version}-{group}"
-            blocks.append(Block(first, last, version, cc, asn, org, role))
-        return cls(blocks=blocks, source="fallback")
+        space = cls.from_rows(rows)
+        space.source = "embedded"
+        return space
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, str, str, int, str, str]]) -> AddressSpace:
@@ -180,8 +164,8 @@ class AddressSpace:
 
     @classmethod
     def default(cls) -> AddressSpace:
-        """Return the address space the simulator uses by default (see the module docstring)."""
-        return cls.fallback()
+        """Return the address space the simulator uses by default (:meth:`embedded`)."""
+        return cls.embedded()
 
     # -- queries --------------------------------------------------------------------
 
