@@ -243,3 +243,16 @@ def test_answers_are_validated() -> None:
         DovecotAnswers(message="two\nlines")
     with pytest.raises(ConfigurationError):
         DovecotPolicyServer(object(), api_header="Bad:\nvalue")  # type: ignore[arg-type]
+
+
+def test_allow_verdict_reused_within_one_login(dovecot: Any, decider: Any) -> None:
+    srv, addr = dovecot
+    conn = _client(*addr)
+    post(conn, "allow", body("alice", "192.0.2.30"))  # before the passdb
+    post(conn, "allow", body("alice", "192.0.2.30"))  # after it: same question
+    assert decider.checked == 1
+    assert srv.metrics.get("authabuse_verdicts_reused_total") == 1
+    post(conn, "report", body("alice", "192.0.2.30", success=True))
+    post(conn, "allow", body("alice", "192.0.2.30"))  # the next login is judged afresh
+    post(conn, "allow", body("alice", "192.0.2.31"))  # and so is another address
+    assert decider.checked == 3

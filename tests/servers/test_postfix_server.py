@@ -88,6 +88,7 @@ def test_message_flow_records_once_at_end_of_message(policy: Any, decider: Any, 
             assert ask(s, request("RCPT", rcpt=rcpt), net) == b"action=DUNNO\n\n"
         assert ask(s, request("DATA", rcpt=""), net) == b"action=DUNNO\n\n"
         assert decider.recorded == []  # RCPT and DATA only check
+        assert decider.checked == 1  # the first RCPT's verdict holds for the message
         reply = ask(s, request("END-OF-MESSAGE", rcpt="", count=3, size=1834, queue_id="4F2A"), net)
         assert reply == b"action=DUNNO\n\n"
         # The same end-of-data hook asked twice for one message records it once.
@@ -108,6 +109,17 @@ def test_message_flow_records_once_at_end_of_message(policy: Any, decider: Any, 
     text = srv.metrics.render()
     assert 'authabuse_requests_total{server="postfix",state="RCPT"} 3' in text
     assert 'authabuse_requests_total{server="postfix",state="END-OF-MESSAGE"} 2' in text
+
+
+def test_every_recipient_judged_when_asked(server_thread: Any, decider: Any, net: Any) -> None:
+    srv = PostfixPolicyServer(decider, verdict_per_message=False)
+    addr = server_thread.start(srv)
+    with socket.create_connection(addr) as s:
+        for rcpt in ("a@example.org", "b@example.net", "c@example.com"):
+            assert ask(s, request("RCPT", rcpt=rcpt), net) == b"action=DUNNO\n\n"
+        ask(s, request("DATA", rcpt=""), net)
+    assert decider.checked == 4
+    assert srv.metrics.get("authabuse_verdicts_reused_total") == 0
 
 
 def test_abuse_action_once_the_account_crosses_the_line(policy: Any, net: Any) -> None:

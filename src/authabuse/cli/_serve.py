@@ -57,6 +57,12 @@ def register(subparsers: Any) -> None:
         help="e.g. 'REJECT 5.7.1 account blocked', 'DEFER_IF_PERMIT 4.7.1 try later', "
         "'HOLD ...' (default)",
     )
+    pf.add_argument(
+        "--judge-every-recipient",
+        action="store_true",
+        help="ask the detector at every RCPT (default: the first RCPT's verdict answers the "
+        "message's other recipients; END-OF-MESSAGE judges the whole message again)",
+    )
     dc = kinds.add_parser(
         "dovecot",
         help="Dovecot auth policy (auth_policy_server_url)",
@@ -194,7 +200,11 @@ def _run(args: argparse.Namespace) -> int:
             fail=PostfixAnswers.FAIL_CLOSED if args.fail_closed else "DUNNO",
         )
         server = PostfixPolicyServer(
-            detector, answers=answers, limits=limits, server_name=args.server_name
+            detector,
+            answers=answers,
+            limits=limits,
+            server_name=args.server_name,
+            verdict_per_message=not args.judge_every_recipient,
         )
     else:
         api = args.api_header

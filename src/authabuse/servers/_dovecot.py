@@ -57,7 +57,10 @@ class DovecotPolicyServer(ServerBase):
 
     ``command=allow`` is judged with :meth:`Decider.check` as if the login succeeded from
     ``remote`` (the question asked is "may this account log in from here?"), and nothing
-    is recorded; ``command=report`` records the finished authentication (success or
+    is recorded; Dovecot asks twice per successful login (before and after the passdb),
+    so an allow verdict is reused for the same login and address for
+    ``allow_reuse_seconds`` (2 s; 0 disables) until the login's report arrives;
+    ``command=report`` records the finished authentication (success or
     failure) with :meth:`Decider.process`. An empty ``login`` is accepted without state.
     With ``api_header`` set (Dovecot's ``auth_policy_server_api_header`` syntax), requests
     without that exact header get HTTP 401. ``GET /metrics`` and ``GET /health`` are
@@ -85,6 +88,7 @@ class DovecotPolicyServer(ServerBase):
         api_header: str | None = None,
         server_name: str | None = None,
         max_body: int = 65536,
+        allow_reuse_seconds: float = 2.0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         super().__init__(limits=limits or Limits(idle_timeout=120.0), metrics=metrics)
@@ -95,6 +99,8 @@ class DovecotPolicyServer(ServerBase):
         self.max_body = max_body
         self._clock = clock or self.now
         self._metrics_handler = serve_metrics(self)
+        self.allow_reuse_seconds = allow_reuse_seconds
+        self._recent: dict[tuple[str, str], tuple[float, str]] = {}
 
     def protocol(self) -> Connection:
         """Return a protocol instance for one Dovecot (or scraper) connection."""
@@ -161,7 +167,15 @@ class DovecotPolicyServer(ServerBase):
 
     def _decide(self, command: str, login: str, data: dict[str, Any]) -> str:
         remote = data.get("remote")
-        ip = parse_ip(remote if isinstance(remote, str) else "")
+        remote_text = remote if isinstance(remote, str) else ""
+        cache_key = (login, remote_text)
+        now = time.monotonic()
+        if command == "allow" and self.allow_reuse_seconds > 0:
+            hit = self._recent.get(cache_key)
+            if hit is not None and hit[0] > now:
+                self.metrics.inc("authabuse_verdicts_reused_total")
+                return hit[1]
+        ip = parse_ip(remote_text)
         service = data.get("protocol")
         session = data.get("session_id")
         event = AuthAttempt(
@@ -174,5 +188,11 @@ class DovecotPolicyServer(ServerBase):
             server=self.server_name,
         )
         if command == "allow":
-            return level_name(self.decider.check(event))
+            level = level_name(self.decider.check(event))
+            if self.allow_reuse_seconds > 0:
+                if len(self._recent) >= 100_000:
+                    self._recent.clear()
+                self._recent[cache_key] = (now + self.allow_reuse_seconds, level)
+            return level
+        self._recent.pop(cache_key, None)  # the login finished: judge the next one afresh
         return level_name(self.decider.process(event))

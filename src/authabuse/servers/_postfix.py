@@ -35,13 +35,14 @@ _MAX_RCPTS_KEPT = 1000  # Postfix's default smtpd_recipient_limit
 class _Pending:
     """Recipients seen so far for one message (one Postfix ``instance``)."""
 
-    __slots__ = ("account", "recipients", "seen", "started")
+    __slots__ = ("account", "level", "recipients", "seen", "started")
 
     def __init__(self, account: str, started: float) -> None:
         self.account = account
         self.recipients: list[str] = []
         self.seen = 0
         self.started = started
+        self.level: str | None = None  # the verdict of the message's first RCPT
 
 
 class _PostfixConnection(Connection):
@@ -97,6 +98,11 @@ class PostfixPolicyServer(ServerBase):
     :meth:`Decider.process`. Messages are told apart by Postfix's ``instance`` attribute.
     The answer is the :class:`PostfixAnswers` action for the verdict's level.
 
+    With ``verdict_per_message`` (the default) the first RCPT of a message is judged and
+    its verdict answers the message's further RCPT and DATA requests (Postfix asks once
+    per recipient; the account and client do not change within a message, and the whole
+    recipient list is judged again at END-OF-MESSAGE). ``False`` judges every request.
+
     ``answer(raw)`` is the whole protocol step, so it can be exercised without sockets:
 
     >>> class Limit:
@@ -133,10 +139,12 @@ class PostfixPolicyServer(ServerBase):
         server_name: str | None = None,
         max_pending: int = 100_000,
         pending_ttl: float = 3600.0,
+        verdict_per_message: bool = True,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         super().__init__(limits=limits or Limits(), metrics=metrics)
         self.decider = decider
+        self.verdict_per_message = verdict_per_message
         self.answers = answers or PostfixAnswers()
         self.server_name = server_name if server_name is not None else socket.gethostname()
         self.max_pending = max_pending
@@ -180,13 +188,13 @@ class PostfixPolicyServer(ServerBase):
         except UnicodeDecodeError:
             metrics.inc("authabuse_protocol_errors_total", (("reason", "non-utf8"),))
             text = raw.decode("utf-8", "replace")
-        attrs: dict[str, str] = {}
-        for line in text.split("\n"):
-            name, sep, value = line.partition("=")
-            if not sep or not name:
-                self._protocol_error(conn, "malformed")
-                return None
-            attrs[name] = value
+        try:  # every line must be name=value; dict() refuses a line without "="
+            attrs: dict[str, str] = dict(line.split("=", 1) for line in text.split("\n"))
+        except ValueError:
+            attrs = {"": ""}
+        if "" in attrs:  # a line without "=" or with an empty name
+            self._protocol_error(conn, "malformed")
+            return None
         state = attrs.get("protocol_state", "").upper()
         metrics.inc(
             "authabuse_requests_total", (("state", state if state in _STATES else "OTHER"),)
@@ -258,6 +266,9 @@ class PostfixPolicyServer(ServerBase):
             pending.seen += 1
             if rcpt and len(pending.recipients) < _MAX_RCPTS_KEPT:
                 pending.recipients.append(rcpt)
+        if self.verdict_per_message and pending is not None and pending.level is not None:
+            self.metrics.inc("authabuse_verdicts_reused_total")
+            return pending.level
         recipients = tuple(pending.recipients) if pending else ((rcpt,) if rcpt else ())
         event = Submission(
             time=now,
@@ -268,7 +279,10 @@ class PostfixPolicyServer(ServerBase):
             sender=sender,
             recipients=recipients,
         )
-        return level_name(self.decider.check(event))
+        level = level_name(self.decider.check(event))
+        if pending is not None:
+            pending.level = level
+        return level
 
     def _new_pending(self, key: str, account: str) -> _Pending:
         now = time.monotonic()
