@@ -564,3 +564,23 @@ def test_dovecot_1x_log_path_lines_with_level_first() -> None:
         ("username", "1.2.3.4", True, "imap"),
     ]
     assert stats.used == 2
+
+
+def test_postfix_310_reject_lines_carry_the_login() -> None:
+    # Postfix >= 3.10 appends " sasl_method=M sasl_username=U" to reject lines (smtpd_check.c)
+    log = (
+        b"Nov 28 05:35:00 mx postfix/submission/smtpd[7]: NOQUEUE: reject: RCPT from unknown"
+        b"[198.51.100.22]: 554 5.7.1 <bob@example.org>: Recipient address rejected: abuse "
+        b"detected; from=<mallory@e2e.test> to=<bob@example.org> proto=ESMTP helo=<c> "
+        b"sasl_method=PLAIN sasl_username=mallory@e2e.test\n"
+        b"Nov 28 05:35:00 mx postfix/submission/smtpd[7]: NOQUEUE: reject: RCPT from unknown"
+        b"[198.51.100.22]: 554 5.7.1 <eve@example.org>: Recipient address rejected: abuse "
+        b"detected; from=<mallory@e2e.test> to=<eve@example.org> proto=ESMTP helo=<c> "
+        b"sasl_method=PLAIN sasl_username=mallory@e2e.test\n"
+        b"Nov 28 05:35:01 mx postfix/submission/smtpd[7]: disconnect from unknown"
+        b"[198.51.100.22] ehlo=1 auth=1 mail=1 rcpt=0/2 quit=1 commands=4/6\n"
+    )
+    events, stats = parse(log)
+    got = [(a.account, str(a.ip), a.succeeded, a.mechanism, a.session) for a in auths(events)]
+    assert got == [("mallory@e2e.test", "198.51.100.22", True, "PLAIN", None)]  # once
+    assert stats.malformed == 0

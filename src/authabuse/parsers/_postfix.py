@@ -12,7 +12,8 @@ reported.
 
 Sessions (per ``(server, smtpd pid)``, ended by ``disconnect from``):
 the first ``client=`` line of a session with a SASL user also yields one successful
-:class:`~authabuse.events.AuthAttempt` (Postfix logs the login only there); each
+:class:`~authabuse.events.AuthAttempt` (Postfix logs the login only there, and since 3.10
+on ``reject`` lines, which count too: a botnet whose mail is refused still logged in); each
 ``SASL <mech> authentication failed`` warning yields a failed one; and the
 ``disconnect from ... auth=S/T`` statistics yield the failed AUTH commands that no warning
 reported (a client that dropped the connection in the middle of AUTH), so that no
@@ -42,6 +43,11 @@ _SASL_FAIL = re.compile(
 )
 _QMGR_FROM = re.compile(r"from=<(.*?)>, size=([0-9]+), nrcpt=([0-9]+)")
 _DISCONNECT = re.compile(r"disconnect from [^\[]*\[([^\]]*)\]")
+# Postfix >= 3.10 appends the SASL login to reject lines ("if available")
+_REJECT = re.compile(
+    r"([0-9A-Za-z]+): (?:reject|reject_warning|milter-reject|discard|filter)[^:]*?: "
+    r"\S+ from [^\[]*\[([^\]]*)\].*?[ ,]sasl_method=([^ ,]*),? sasl_username=([^ ,]*)"
+)
 _NOT_ATTACKS = ("Connection lost to authentication server",)
 
 
@@ -230,7 +236,46 @@ class PostfixParser:
                 )
             )
             return True
+        if " sasl_username=" in msg and "reject" in msg:
+            return self._rejected_login(when, host, prog, pid, msg, out)
         return False
+
+    def _rejected_login(
+        self,
+        when: datetime,
+        host: str | None,
+        prog: str,
+        pid: str | None,
+        msg: str,
+        out: list[Event],
+    ) -> bool:
+        """Postfix >= 3.10 ``reject: ... sasl_method=M sasl_username=U``: a login."""
+        m = _REJECT.match(msg)
+        if m is None:
+            return False
+        qid, ip_text, mechanism, account = m.groups()
+        if not account or account == "(unavailable)":
+            return False
+        key = (host, pid or "")
+        authed = self.ctx.authed
+        if authed.get(key) == account:
+            return True  # this session's login was already reported
+        authed[key] = account
+        if len(authed) > self.ctx.max_sessions:
+            del authed[next(iter(authed))]
+        out.append(
+            new_auth(
+                time=when,
+                ip=ip_or_bad(ip_text),
+                succeeded=True,
+                account=account,
+                mechanism=mechanism,
+                service=_service(prog),
+                server=host,
+                session=None if qid == "NOQUEUE" else qid,
+            )
+        )
+        return True
 
     def _disconnect(
         self,
