@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import pickle
 import random
 import statistics
@@ -259,7 +260,8 @@ def main() -> None:
     lines = [
         "## Distinct counters (`python benchmarks/bench_counters.py`)",
         "",
-        machine_line(),
+        machine_line() + f" Load average at start: {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores (other engineers' jobs), so compare ratios, not absolutes.",
         f"Workload: {n:,} random IPv4 addresses (seeded) for adds; a repeat-heavy stream of "
         f"{n:,} adds (10 % first sightings, 90 % repeats); {big:,} random IPv4 for the "
         "large sketches (filled through each library's bulk API). Precision 14 everywhere. "

@@ -71,6 +71,14 @@ def hash64(member: Member) -> int:
             z = ((z ^ (z >> 30)) * C1) & _M64
             z = ((z ^ (z >> 27)) * C2) & _M64
             return z ^ (z >> 31)
+        if 0 < member >> 64 <= _M64:  # an IPv6 address: two limbs, inlined
+            z = ((member & _M64) + GOLDEN) & _M64
+            z = ((z ^ (z >> 30)) * C1) & _M64
+            z = ((z ^ (z >> 27)) * C2) & _M64
+            z = ((z ^ (z >> 31) ^ (member >> 64)) + GOLDEN) & _M64
+            z = ((z ^ (z >> 30)) * C1) & _M64
+            z = ((z ^ (z >> 27)) * C2) & _M64
+            return z ^ (z >> 31)
         return _hash_big(member)
     if isinstance(member, bytes | bytearray | memoryview):
         return int.from_bytes(blake2b(member, digest_size=8).digest(), "little")

@@ -142,7 +142,8 @@ class HyperLogLog:
     memory and 12 KB serialized, and it is the precision Redis uses for PFADD, so counts
     from the Redis store and from memory are equally accurate.
 
-    There is no ``len()``: a length must be exact, an estimate is not.
+    There is no ``len()``: a length must be exact, an estimate is not. Like ``set``
+    under free-threading, a sketch shared between threads needs a lock around writes.
 
     >>> from authabuse import parse_ip
     >>> hll = HyperLogLog()
