@@ -82,3 +82,17 @@ def test_union_all_matches_union() -> None:
     assert union_all(sketches[:1]) == sketches[0]
     dense = [s for s in sketches if s.encoding == "dense"]
     assert union_all(dense) == dense[0].union(*dense[1:])
+
+
+def test_repetitive_batches_stay_exact_like_the_pure_path() -> None:
+    values = np.tile(np.arange(5, dtype=np.uint64), 1000)
+    pure, fast = HyperLogLog(), HyperLogLog()
+    pure.update(values.tolist())
+    update_array(fast, values)
+    assert fast.encoding == pure.encoding == "exact"
+    assert fast == pure
+    more = np.tile(np.arange(0, 70, dtype=np.uint64), 300)  # 70 distinct in all
+    pure.update(more.tolist())
+    update_array(fast, more)
+    assert fast == pure
+    assert fast.encoding == "sparse"

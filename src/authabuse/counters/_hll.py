@@ -562,7 +562,12 @@ class HyperLogLog:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, HyperLogLog):
             return NotImplemented
-        return self._p == other._p and self._data == other._data
+        a, b = self._data, other._data
+        if self._p != other._p or type(a) is not type(b):
+            return False
+        if isinstance(a, bytearray) or isinstance(b, bytearray):
+            return a == b
+        return a.typecode == b.typecode and a == b
 
     __hash__ = None  # type: ignore[assignment]  # mutable, like set
 

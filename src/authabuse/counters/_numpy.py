@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -86,20 +87,24 @@ def update_array(sketch: HyperLogLog, values: npt.ArrayLike) -> None:
         return
     data = sketch._data
     p = sketch._p
+    exact = False
     if not isinstance(data, bytearray) and data.typecode == _EXACT_CODE:
-        if hashes.size <= 4 * EXACT_LIMIT:
-            merged = np.union1d(np.frombuffer(data.tobytes(), dtype=np.uint64), hashes)
-            if merged.size <= EXACT_LIMIT:
-                sketch._data = type(data)(_EXACT_CODE, merged.tolist())
-                return
-        old = np.array(data.tolist(), dtype=np.uint64)
-        hashes = np.concatenate((old, hashes))
+        exact = True
+        hashes = np.concatenate((np.array(data.tolist(), dtype=np.uint64), hashes))
         regs = bytearray(_PARAMS[p].m)
     else:
         regs = sketch._dense_registers()
     idx, rho = _index_rho(np, hashes, p)
     view = np.frombuffer(regs, dtype=np.uint8)
     np.maximum.at(view, idx, rho)
+    if exact and np.count_nonzero(view) <= EXACT_LIMIT:
+        # few registers set: there may be at most EXACT_LIMIT distinct hashes, in which
+        # case the pure path stays exact; count them exactly (sort, drop repeats)
+        ordered = np.sort(hashes)
+        distinct = ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+        if distinct.size <= EXACT_LIMIT:
+            sketch._data = array(_EXACT_CODE, distinct.tolist())
+            return
     sketch._set_registers(regs)
 
 
