@@ -103,9 +103,9 @@ def _digest(d: Path) -> dict[str, str]:
 
 def test_same_seed_same_bytes_other_seed_other_traffic(tmp_path: Path) -> None:
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    simulate(a, seed=5, accounts=150, days=1.5)
-    simulate(b, seed=5, accounts=150, days=1.5)
-    simulate(c, seed=6, accounts=150, days=1.5)
+    simulate(a, seed=5, accounts=100, days=1)
+    simulate(b, seed=5, accounts=100, days=1)
+    simulate(c, seed=6, accounts=100, days=1)
     assert _digest(a) == _digest(b)
     assert _digest(a)["maillog"] != _digest(c)["maillog"]
 

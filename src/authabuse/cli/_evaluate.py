@@ -83,7 +83,7 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from authabuse.errors import ConfigurationError, CorruptDataError
     from authabuse.evaluate import evaluate
-    from authabuse.simulate import GroundTruth, simulate
+    from authabuse.simulate import GroundTruth, is_current, simulate
 
     root = Path(args.dir)
     dirs: list[Path] = []
@@ -91,11 +91,14 @@ def _run(args: argparse.Namespace) -> int:
         for mix in args.mix:
             for seed in args.seeds:
                 d = root / f"{mix}-seed{seed}-{args.accounts}x{args.days:g}d"
+                params = {"seed": seed, "accounts": args.accounts, "days": args.days, "mix": mix}
                 try:
-                    GroundTruth.load(d)
+                    fresh = is_current(GroundTruth.load(d), **params)
                 except (ConfigurationError, CorruptDataError):  # absent or broken: write it
+                    fresh = False
+                if not fresh:
                     print(f"simulating {d} ...", file=sys.stderr)
-                    simulate(d, seed=seed, accounts=args.accounts, days=args.days, mix=mix)
+                    simulate(d, **params)
                 dirs.append(d)
     else:
         dirs.append(root)

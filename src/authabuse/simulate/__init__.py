@@ -69,10 +69,12 @@ __all__ = [
     "AccountTruth",
     "GroundTruth",
     "SimulationResult",
+    "is_current",
     "simulate",
 ]
 
 TRUTH_FORMAT = "authabuse-simulate/1"
+GENERATOR = 2  # bumped whenever the same arguments start giving different traffic
 LOG_NAME = "maillog"
 TRUTH_NAME = "truth.json"
 GEO_COUNTRY_NAME = "geo-country.csv"
@@ -97,6 +99,7 @@ class SimulationResult:
     abusive_messages: int
     messages: int
     seconds: float
+    cpu_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +227,28 @@ class GroundTruth:
         return cls(accounts=accounts, meta=data)
 
 
+def is_current(truth: GroundTruth, *, seed: int, accounts: int, days: float, mix: str) -> bool:
+    """Whether ``truth`` comes from this generator version with these arguments.
+
+    Work directories reuse a simulation only when it would be written identically.
+
+    >>> t = GroundTruth(accounts={}, meta={"generator": GENERATOR, "seed": 1,
+    ...                 "accounts_total": 10, "days": 1, "mix": "default"})
+    >>> is_current(t, seed=1, accounts=10, days=1, mix="default")
+    True
+    >>> is_current(t, seed=2, accounts=10, days=1, mix="default")
+    False
+    """
+    m = truth.meta
+    return (
+        m.get("generator") == GENERATOR
+        and m.get("seed") == seed
+        and m.get("accounts_total") == accounts
+        and m.get("days") == days
+        and m.get("mix") == mix
+    )
+
+
 def _parse_time(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
@@ -278,6 +303,7 @@ def simulate(
     ['geo-asn.csv', 'geo-country.csv', 'maillog', 'truth.json']
     """
     began = time.perf_counter()
+    began_cpu = time.process_time()
     if stamp not in ("rfc3339", "bsd"):
         raise ConfigurationError(f"stamp must be 'rfc3339' or 'bsd', not {stamp!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -337,6 +363,7 @@ def simulate(
         abusive_messages=truth.abusive_submissions,
         messages=truth.submissions,
         seconds=time.perf_counter() - began,
+        cpu_seconds=time.process_time() - began_cpu,
     )
 
 
@@ -404,6 +431,7 @@ def _truth_document(
     local_start = datetime.fromtimestamp(world.start, zone)
     return {
         "format": TRUTH_FORMAT,
+        "generator": GENERATOR,
         "seed": seed,
         "mix": mix,
         "accounts_total": len(world.accounts),

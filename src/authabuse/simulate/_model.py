@@ -12,6 +12,7 @@ failed AUTH attempts, then (if AUTH succeeded) zero or more messages.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
 from collections.abc import Iterator
@@ -270,6 +271,22 @@ class Account:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+_SPAM_KEYS = [d for d, _ in SPAM_DOMAINS]
+_SPAM_CUM = list(itertools.accumulate(w for _, w in SPAM_DOMAINS))
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _local(rng: random.Random) -> str:
+    """Make up a mailbox name of 5 to 12 lower-case letters and digits."""
+    n = rng.randint(5, 12)
+    v = rng.getrandbits(62)
+    out = []
+    for _ in range(n):
+        v, r = divmod(v, 36)
+        out.append(_B36[r])
+    return "".join(out)
+
+
 def _weighted(rng: random.Random, table: dict[str, float]) -> str:
     keys = list(table)
     return rng.choices(keys, weights=[table[k] for k in keys])[0]
@@ -365,6 +382,7 @@ class World:
         self.space = space
         self.isp_domain = isp_domain
         self.rng = random.Random(f"authabuse-simulate:{seed}:world")
+        self.n_accounts = accounts
         self._build_infrastructure()
         self.accounts = self._build_accounts(accounts)
         self.campaigns: list[Campaign] = []
@@ -405,12 +423,14 @@ class World:
                 b = space.pick_block(rng, cc, role="hosting")
                 self.vpn_exits.append(b.random_address(rng))
         # The foreign botnet and the domestic one (infected PCs in the customers' country).
-        self.botnet = [self._bot(rng, _weighted(rng, BOTNET_COUNTRIES)) for _ in range(20000)]
+        # Big enough that campaigns overlap only partly (bots reused across accounts).
+        size = max(6000, min(20000, 4 * self.n_accounts))
+        self.botnet = [self._bot(rng, _weighted(rng, BOTNET_COUNTRIES)) for _ in range(size)]
         self.domestic_botnet = [
             space.pick_block(rng, "JP", role=rng.choice(("residential", "mobile"))).random_address(
                 rng
             )
-            for _ in range(4000)
+            for _ in range(size // 5)
         ]
         # Rented or hacked servers used for bursts.
         self.burst_hosts = []
@@ -602,18 +622,12 @@ class World:
             n = 1 if r < 0.6 else rng.randint(2, 5)
         else:
             n = 1 if r < 0.4 else rng.randint(2, 10) if r < 0.85 else rng.randint(11, 50)
-        keys = [d for d, _ in SPAM_DOMAINS]
-        weights = [w for _, w in SPAM_DOMAINS]
-        letters = "abcdefghijklmnopqrstuvwxyz0123456789"
-        rcpts = tuple(
-            "".join(rng.choice(letters) for _ in range(rng.randint(5, 12)))
-            + "@"
-            + rng.choices(keys, weights)[0]
-            for _ in range(n)
-        )
+        domains = rng.choices(_SPAM_KEYS, cum_weights=_SPAM_CUM, k=n)
+        # Harvested or generated addresses: a random local part of 5-12 characters.
+        rcpts = tuple(f"{_local(rng)}@{d}" for d in domains)
         sender = None
         if rng.random() < 0.03:
-            sender = "".join(rng.choice(letters) for _ in range(8)) + "@" + acc.domain
+            sender = f"{_local(rng)}@{acc.domain}"
         return Mail(t, rcpts, int(_lognormal(rng, 3500, 0.5)) + 400 * n, True, sender)
 
     def _stuffing(self, rng: random.Random, acc: Account, start: float) -> list[Session]:
@@ -683,7 +697,7 @@ class World:
     def _camp_sprinkle(self, rng: random.Random, camp: Campaign) -> None:
         acc = camp.accounts[0]
         n = max(100, min(5000, round(_lognormal(rng, 450, 0.8))))
-        camp.ips = rng.sample(self.botnet, n)
+        camp.ips = rng.sample(self.botnet, min(n, len(self.botnet) // 2))
         ab = self._begin(camp, acc, camp.start)
         ab.sessions += self._stuffing(rng, acc, camp.start)
         ab.sessions += self._spread(rng, acc, camp.ips, camp.start, rng.uniform(3, 30), (1, 5), 240)
@@ -691,7 +705,7 @@ class World:
     def _camp_domestic(self, rng: random.Random, camp: Campaign) -> None:
         acc = camp.accounts[0]
         n = max(50, min(1500, round(_lognormal(rng, 220, 0.7))))
-        camp.ips = rng.sample(self.domestic_botnet, n)
+        camp.ips = rng.sample(self.domestic_botnet, min(n, len(self.domestic_botnet) // 2))
         ab = self._begin(camp, acc, camp.start)
         ab.sessions += self._stuffing(rng, acc, camp.start)
         ab.sessions += self._spread(rng, acc, camp.ips, camp.start, rng.uniform(3, 24), (1, 6), 300)
@@ -699,7 +713,7 @@ class World:
     def _camp_domain_wave(self, rng: random.Random, camp: Campaign) -> None:
         # One infected office: the same bots use every stolen account of the domain.
         n = max(80, min(2000, round(_lognormal(rng, 300, 0.7))))
-        camp.ips = rng.sample(self.botnet, n)
+        camp.ips = rng.sample(self.botnet, min(n, len(self.botnet) // 2))
         t0 = camp.start
         for acc in camp.accounts:
             start = t0 + rng.uniform(0, 90) * 60 if acc is not camp.accounts[0] else t0

@@ -227,13 +227,14 @@ class PostfixWriter:
             )
             truth.auth_failures += 1
             truth.auth_failures_named += named
-            self._emit(
-                AuthAttempt(
-                    time=self._dt(t), ip=s.ip, succeeded=False,
-                    account=s.account if named else None, mechanism=s.mechanism,
-                    service="smtp", server=host,
-                )
-            )  # fmt: skip
+            if self.on_event is not None:
+                self._emit(
+                    AuthAttempt(
+                        time=self._dt(t), ip=s.ip, succeeded=False,
+                        account=s.account if named else None, mechanism=s.mechanism,
+                        service="smtp", server=host,
+                    )
+                )  # fmt: skip
             t += 1.5
         starttls = "" if s.service == "smtps" else "ehlo=2 starttls=1 "
         ehlo_cmds = 1 if s.service == "smtps" else 3
@@ -274,13 +275,14 @@ class PostfixWriter:
             truth.abusive_ids.setdefault(s.account, []).append(qid)
             truth.first_abusive_mail.setdefault(s.account, t)
         truth.messages[s.account] = truth.messages.get(s.account, 0) + 1
-        self._emit(
-            Submission(
-                time=self._dt(t), ip=s.ip, account=s.account, server=host, queue_id=qid,
-                sender=sender, recipient_count=len(mail.recipients), recipients=mail.recipients,
-                size=mail.size,
-            )
-        )  # fmt: skip
+        if self.on_event is not None:
+            self._emit(
+                Submission(
+                    time=self._dt(t), ip=s.ip, account=s.account, server=host, queue_id=qid,
+                    sender=sender, recipient_count=len(mail.recipients),
+                    recipients=mail.recipients, size=mail.size,
+                )
+            )  # fmt: skip
         tc = t + rng.uniform(0.02, 0.3)
         self._push(tc, host, f"postfix/cleanup[{rng.choice(self._cleanup[host])}]: {qid}: "
                    f"message-id=<{self._message_id(t, s, mail)}>")  # fmt: skip
@@ -304,7 +306,8 @@ class PostfixWriter:
         rng = self.rng
         domain = s.account.rpartition("@")[2] or self.isp_domain
         if mail.abusive:
-            junk = "".join(rng.choice("0123456789abcdef") for _ in range(rng.randint(10, 24)))
+            k = rng.randint(10, 24)
+            junk = f"{rng.getrandbits(4 * k):0{k}x}"
             return f"{junk}@{rng.choice(('mail', 'smtp', 'mx', 'www'))}.{domain}"
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(t))
         return f"{stamp}.{rng.getrandbits(48):012x}@{domain}"
@@ -361,10 +364,11 @@ class PostfixWriter:
         self._push(td, host, f"{smtp}{relay}, delay={delay:.2g}, delays={a:.2g}/0/{c:.2g}/"
                    f"{d:.2g}, dsn={dsn}, status={status} ({text})")  # fmt: skip
         self.truth.deliveries += 1
-        self._emit(
-            Delivery(time=self._dt(td), queue_id=qid, recipient=rcpt, status=status,
-                     relay=relay[6:], dsn=dsn, server=host)
-        )  # fmt: skip
+        if self.on_event is not None:
+            self._emit(
+                Delivery(time=self._dt(td), queue_id=qid, recipient=rcpt, status=status,
+                         relay=relay[6:], dsn=dsn, server=host)
+            )  # fmt: skip
 
     def _notify(self, host: str, qid: str, t: float, sender: str) -> float:
         """Log the bounce message Postfix sends back to the sender; return its time."""
