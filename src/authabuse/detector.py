@@ -28,11 +28,12 @@ import gzip
 import hashlib
 import json
 import math
+import operator
 import os
 import struct
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
@@ -286,6 +287,7 @@ class _Win:
         return w
 
 
+_POPULAR = 3  # accounts that learned a network before it counts as shared infrastructure
 _COMMON_MIN = 200  # events before the global country shares mean anything
 _NET_CAP = 4096  # networks/IPs kept with counts per window; beyond, only the sketch counts
 _IPM_CAP = 4096
@@ -300,6 +302,7 @@ class _Acct:
         "flag_t",
         "known_ips",
         "last",
+        "last_usual",
         "lb",
         "lc",
         "ln",
@@ -314,6 +317,7 @@ class _Acct:
     def __init__(self, t: float) -> None:
         self.first = int(t)
         self.last = t
+        self.last_usual = -math.inf  # last event from a usual network
         self.usual: tuple[Any, ...] = ()  # network keys (int) and countries (str), MRU first
         self.known_ips: tuple[int, ...] = ()
         self.peak_mails = 0
@@ -355,7 +359,7 @@ def _learned_usual(usual: tuple[Any, ...], w: _Win, size: int) -> tuple[Any, ...
 # last seen (f64), learned peaks (2 x u32), then its usual networks (i64), usual
 # countries (ASCII, 3 bytes) and known addresses (2 x u64 each).
 
-_PACK_HEAD = struct.Struct("<IdIIBBB")
+_PACK_HEAD = struct.Struct("<IddIIBBB")
 _Q = struct.Struct("<q")
 _QQ = struct.Struct("<QQ")
 
@@ -369,6 +373,7 @@ def _pack(acct: _Acct) -> bytes:
         _PACK_HEAD.pack(
             acct.first & 0xFFFFFFFF,
             acct.last,
+            acct.last_usual,
             min(acct.peak_mails, 0xFFFFFFFF),
             min(acct.peak_ips, 0xFFFFFFFF),
             len(nets),
@@ -383,9 +388,12 @@ def _pack(acct: _Acct) -> bytes:
 
 
 def _unpack(data: bytes) -> _Acct:
-    first, last, peak_mails, peak_ips, n_nets, n_ccs, n_ips = _PACK_HEAD.unpack_from(data)
+    first, last, last_usual, peak_mails, peak_ips, n_nets, n_ccs, n_ips = _PACK_HEAD.unpack_from(
+        data
+    )
     acct = _Acct(last)
     acct.first = first
+    acct.last_usual = last_usual
     off = _PACK_HEAD.size
     nets = [_Q.unpack_from(data, off + 8 * i)[0] for i in range(n_nets)]
     off += 8 * n_nets
@@ -442,6 +450,42 @@ class _Ctx:
 
 _SUB, _AUTH_OK, _AUTH_FAIL = 0, 1, 2
 _V6_MARK = 1 << 64
+
+
+_FAILURE_FEATURES = frozenset(
+    {"auth_failed"}
+    | {f"{stem}_{w}" for stem in ("auth_failures", "ip_auth_failures") for w in ("1h", "24h")}
+)
+
+
+def _domain(account: str) -> str | None:
+    """Return the mail domain of an account name (lower case), if it has one."""
+    if "@" not in account:
+        return None
+    return account.rpartition("@")[2].lower() or None
+
+
+def _compile(cond: Any) -> Callable[[Mapping[str, Any]], bool]:
+    """Turn a condition into nested closures (no per-call generator or method lookups)."""
+    from authabuse.rules import All, AnyOf, Flag, Not
+
+    if isinstance(cond, Compare):
+        name, limit = cond.feature, cond.value
+        op = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
+              "==": operator.eq, "!=": operator.ne}[cond.op]  # fmt: skip
+        return lambda v: op(v[name], limit)
+    if isinstance(cond, Flag):
+        flag = cond.feature
+        return lambda v: bool(v[flag])
+    if isinstance(cond, Not):
+        inner = _compile(cond.part)
+        return lambda v: not inner(v)
+    if isinstance(cond, All | AnyOf):
+        parts = tuple(_compile(p) for p in cond.parts)
+        if isinstance(cond, All):
+            return lambda v: all(p(v) for p in parts)
+        return lambda v: any(p(v) for p in parts)
+    return cond.evaluate  # type: ignore[no-any-return]  # a user-defined Condition subclass
 
 
 def _member(ip: IPv4Address | IPv6Address) -> int:
@@ -527,11 +571,16 @@ class Detector:
         self._domains: dict[str, dict[str, float]] = {}  # domain -> account -> flagged at
         self._geo_cache: dict[int, tuple[str | None, int | None]] = {}
         self._benign: set[str] = set()
+        self._domain_accts: dict[str, Any] = {}  # mail domain -> distinct accounts seen
         self._cc_counts: dict[str, int] = {}  # all accounts' events per country (decayed)
+        self._net_popularity: dict[int, int] = {}  # network -> accounts that learned it
         self._cc_total = 0
         self._cc_b = -1
         self._features = self._feature_table()
-        self._rules = [(r, r.when) for r in self.rules.rules]
+        self._rules = [(r, _compile(r.when)) for r in self.rules.rules]
+        # A failed login does not show who holds the password: only rules about failed
+        # logins judge it.
+        self._fail_rules = [(r, c) for r, c in self._rules if r.when.reads & _FAILURE_FEATURES]
         self._sw = self.config.short_window
         self._lw = self.config.long_window
         self._swept = -1
@@ -718,8 +767,10 @@ class Detector:
             "accounts": accounts,
             "ips": ips,
             "domains": self._domains,
+            "domain_accounts": {d: _d_dump(c) for d, c in self._domain_accts.items()},
             "benign": sorted(self._benign),
             "countries": [self._cc_b, self._cc_counts],
+            "popular": [[k, v] for k, v in self._net_popularity.items()],
         }
 
     def _restore(self, data: dict[str, Any]) -> None:
@@ -758,10 +809,12 @@ class Detector:
             str(d): {str(a): float(t) for a, t in m.items()} for d, m in data["domains"].items()
         }
         self._benign = {str(a) for a in data["benign"]}
+        self._domain_accts = {str(d): _d_load(c) for d, c in data["domain_accounts"].items()}
         cc_b, ccs = data["countries"]
         self._cc_b = int(cc_b)
         self._cc_counts = {str(k): int(v) for k, v in ccs.items()}
         self._cc_total = sum(self._cc_counts.values())
+        self._net_popularity = {int(k): int(v) for k, v in data["popular"]}
 
     # -------------------------------------------------------------------- internals
 
@@ -892,10 +945,17 @@ class Detector:
             rec.accts = None
             rec.b = lb
             rec.fails = 0
-        if ctx.account is not None:
-            rec.accts = _d_add(rec.accts, ctx.account, 16, 10)
         if ctx.kind == _AUTH_FAIL:
             rec.fails += 1
+        elif ctx.account is not None:
+            rec.accts = _d_add(rec.accts, ctx.account, 16, 10)
+            dom = _domain(ctx.account)
+            if dom is not None:
+                domains = self._domain_accts
+                known = domains.get(dom)
+                grown = _d_add(known, ctx.account, 64, 10)
+                if grown is not known:
+                    domains[dom] = grown
 
     def _record_country(self, ctx: _Ctx) -> None:
         if ctx.kind == _AUTH_FAIL or ctx.cc is None:
@@ -904,9 +964,20 @@ class Detector:
             if self._cc_b >= 0:  # halve the weights once per long window: a decayed share
                 self._cc_counts = {k: v // 2 for k, v in self._cc_counts.items() if v > 1}
                 self._cc_total = sum(self._cc_counts.values())
+                pop = self._net_popularity
+                self._net_popularity = {k: v - v // 4 for k, v in pop.items() if v > 1}
             self._cc_b = ctx.lb
         self._cc_counts[ctx.cc] = self._cc_counts.get(ctx.cc, 0) + 1
         self._cc_total += 1
+
+    def _domain_size(self, account: str | None, pending: bool) -> int:
+        dom = _domain(account) if account else None
+        if dom is None:
+            return 0
+        known = self._domain_accts.get(dom)
+        if pending:
+            return _d_len_with(known, account)
+        return _d_len(known)
 
     def _country_common(self, cc: str | None, pure: bool) -> bool:
         if cc is None:
@@ -953,6 +1024,8 @@ class Detector:
         usual = acct.usual
         net_usual = ctx.net in usual
         cc_usual = ctx.cc is None or ctx.cc in usual
+        if net_usual and ctx.kind != _AUTH_FAIL and ctx.t > acct.last_usual:
+            acct.last_usual = ctx.t
         for w in (acct.sc, acct.sn, acct.lc, acct.ln):
             assert w is not None  # noqa: S101 - _roll creates them
             self._add(w, ctx, net_usual, cc_usual, short=w is acct.sc or w is acct.sn)
@@ -1038,7 +1111,12 @@ class Detector:
 
     def _learn(self, acct: _Acct, w: _Win) -> None:
         """Fold a window's networks, countries and main addresses into the baseline."""
-        acct.usual = _learned_usual(acct.usual, w, self.config.baseline_size)
+        before = acct.usual
+        acct.usual = _learned_usual(before, w, self.config.baseline_size)
+        popular = self._net_popularity
+        for k in acct.usual:
+            if isinstance(k, int) and k not in before:
+                popular[k] = popular.get(k, 0) + 1
         if w.ipm:
             top = [k for k, _ in sorted(w.ipm.items(), key=lambda kv: -kv[1][0])[:4]]
             acct.known_ips = tuple(top + [k for k in acct.known_ips if k not in top])[:4]
@@ -1103,20 +1181,15 @@ class Detector:
             self.stats.flagged_accounts += 1
             acct.flag_t = ctx.t
         acct.flag = max(acct.flag, level)
-        if level >= Level.ABUSE:
-            until = ctx.t + self.config.abuse_ip_ttl
-            for w in (acct.sc,):
-                if w is not None and w.ipm:
-                    for m in w.ipm:
-                        rec = self._ips.get(m)
-                        if rec is not None and rec.abuse_until < until:
-                            rec.abuse_until = until
+        if level >= Level.ABUSE and ctx.net not in acct.usual:
+            # Only the address that sent this abusive event, from a network the account
+            # does not use, is marked: never the owner's own addresses.
             rec = self._ips.get(ctx.member)
             if rec is not None:
-                rec.abuse_until = until
+                rec.abuse_until = ctx.t + self.config.abuse_ip_ttl
         account = ctx.account
         assert account is not None  # noqa: S101 - callers check
-        dom = account.rpartition("@")[2].lower() if "@" in account else None
+        dom = _domain(account)
         if dom:
             flagged = self._domains.setdefault(dom, {})
             flagged[account] = ctx.t
@@ -1130,8 +1203,8 @@ class Detector:
         view = _View(self, ctx, acct, pure)
         findings: list[Finding] = []
         score = 0.0
-        for rule, cond in self._rules:
-            if cond.evaluate(view):
+        for rule, cond in self._fail_rules if ctx.kind == _AUTH_FAIL else self._rules:
+            if cond(view):
                 score += rule.score
                 findings.append(self._finding(rule, view))
         policy = self.rules.policy
@@ -1453,6 +1526,14 @@ def _history_days(v: _View) -> float:
     return max(0.0, (v.ctx.t - v.acct.first) / 86400.0)
 
 
+def _hours_since_usual(v: _View) -> float:
+    if v.pending() and v["network_usual"]:
+        return 0.0
+    if v.acct is None or v.acct.last_usual == -math.inf:
+        return 1e6
+    return max(0.0, (v.ctx.t - v.acct.last_usual) / 3600.0)
+
+
 _PLAIN_FNS: dict[str, Callable[[_View], Any]] = {
     "history_days": _history_days,
     "usual_networks": lambda v: len(v.usual),
@@ -1466,6 +1547,10 @@ _PLAIN_FNS: dict[str, Callable[[_View], Any]] = {
     ),
     "country_unknown": lambda v: v.ctx.cc is None,
     "baseline_ready": lambda v: bool(v.usual),
+    "network_popular": lambda v: v.det._net_popularity.get(v.ctx.net, 0) >= _POPULAR,
+    "usual_countries": lambda v: sum(1 for k in v.usual if isinstance(k, str)),
+    "hours_since_usual": _hours_since_usual,
+    "domain_accounts": lambda v: v.det._domain_size(v.ctx.account, v.pending()),
     "country_common": lambda v: v.det._country_common(v.ctx.cc, v.pure),
     "is_submission": lambda v: v.ctx.kind == _SUB,
     "auth_failed": lambda v: v.ctx.kind == _AUTH_FAIL,

@@ -93,6 +93,9 @@ PLAIN_FEATURES: dict[str, str] = {
     "usual_networks": "networks and countries in the account's learned baseline",
     "peak_ips_day": "learned peak of distinct addresses per day for the account",
     "peak_mails_day": "learned peak of messages per day for the account",
+    "domain_accounts": "distinct accounts seen in the account's mail domain",
+    "usual_countries": "countries in the account's baseline (roamers and VPN users: several)",
+    "hours_since_usual": "hours since the account last used a usual network (1e6: never)",
 }
 
 # Boolean features: usable directly as conditions.
@@ -106,6 +109,7 @@ FLAG_FEATURES: dict[str, str] = {
     "auth_failed": "the event is a failed authentication",
     "baseline_ready": "the account has a learned baseline (at least one finished day)",
     "country_common": "the source country carries at least 5% of all accounts' traffic",
+    "network_popular": "the source network is in the baselines of several accounts (VPN, CGNAT)",
 }
 
 _WINDOW_LABEL = re.compile(r"^(?P<stem>[a-z_]+?)_(?P<label>\d+[smhd])$")
@@ -917,7 +921,7 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
 
     >>> rs = default_rules()
     >>> [r.name for r in rs.rules][:3]
-    ['sprinkle', 'geo-spread', 'burst']
+    ['sprinkle', 'foreign-hops', 'geo-spread']
     """
     s, lg = short, long
 
@@ -925,12 +929,26 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
         return Feature(f"{stem}_{w}")
 
     unusual = ~F.network_usual
+    private = ~F.network_popular  # not a network many customers share (VPN exits, CGNAT)
+    narrow = F.baseline_ready & (F.usual_countries <= 1)  # has a baseline; does not roam
     rules = (
         Rule(
             "sprinkle",
             when=(f("new_asns", s) >= 4) & (f("new_countries", s) >= 3) & unusual,
             score=100,
             describe="many new networks in many new countries within the short window",
+        ),
+        Rule(
+            "foreign-hops",
+            when=(f("new_asns", s) >= 2)
+            & (f("new_countries", s) >= 2)
+            & unusual
+            & private
+            & ~F.country_common
+            & F.baseline_ready
+            & narrow,
+            score=60,
+            describe="two new foreign networks in two new countries within the short window",
         ),
         Rule(
             "geo-spread",
@@ -955,10 +973,40 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
             describe="messages from many addresses, few each",
         ),
         Rule(
+            "domestic-spread",
+            when=(f("ips", s) >= 4)
+            & (f("new_asns", s) >= 3)
+            & (f("ips_per_mail", s) >= 0.3)
+            & unusual
+            & private
+            & F.baseline_ready,
+            score=60,
+            describe="several new networks of the usual country within the short window",
+        ),
+        Rule(
+            "impossible-travel",
+            when=~F.country_usual
+            & ~F.country_common
+            & unusual
+            & F.is_submission
+            & F.baseline_ready
+            & private
+            & narrow
+            & (F.hours_since_usual <= 2),
+            score=30,
+            describe="a new foreign network while the usual one is still in use",
+        ),
+        Rule(
             "slow-spread",
-            when=(f("new_asns", lg) >= 6) & (f("new_countries", lg) >= 3) & unusual,
+            when=(f("new_asns", lg) >= 6) & (f("new_countries", lg) >= 3) & unusual & narrow,
             score=100,
             describe="new networks accumulating over the long window",
+        ),
+        Rule(
+            "roaming-spread",
+            when=(f("new_asns", lg) >= 12) & (f("new_countries", lg) >= 6) & unusual,
+            score=100,
+            describe="new networks accumulating fast even for an account that roams",
         ),
         Rule(
             "domestic-botnet",
@@ -968,19 +1016,23 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
         ),
         Rule(
             "shared-ip",
-            when=(f("ip_accounts", lg) >= 3) & unusual & ~F.ip_usual,
+            when=(f("ip_accounts", lg) >= 3) & unusual & ~F.ip_usual & private,
             score=30,
             describe="the address logs in to several accounts",
         ),
         Rule(
             "known-abuse-ip",
-            when=F.ip_in_abuse & unusual,
+            when=F.ip_in_abuse & unusual & private & narrow,
             score=60,
             describe="the address took part in a detected abuse",
         ),
         Rule(
             "domain-wave",
-            when=(f("domain_flagged", s) >= 1) & unusual & (f("new_asns", s) >= 2),
+            when=(f("domain_flagged", s) >= 1)
+            & (F.domain_accounts <= 500)
+            & unusual
+            & private
+            & (f("new_asns", s) >= 2),
             score=50,
             describe="another account of the same domain was flagged just now",
         ),
