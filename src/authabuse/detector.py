@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import heapq
 import json
 import math
 import operator
@@ -1232,21 +1233,28 @@ class Detector:
             else:
                 name = getattr(atom, "feature", "")
                 limits[name] = bool(view[name])
-        evidence: dict[str, Any] = {"features": limits, "ip": str(view.ctx.ip)}
+        # Everything the explanation needs that later events could change is copied now;
+        # the text itself is rendered only if someone reads it.
         context = view.context(rule.when.reads)
-        evidence.update(context)
-        extra = []
-        if "countries" in context:
-            extra.append("countries " + ", ".join(f"{k} {v}" for k, v in context["countries"]))
-        if "networks" in context:
-            extra.append("networks " + ", ".join(f"{k} {v}" for k, v in context["networks"]))
-        extra.append(f"ip {view.ctx.ip}" + (f" ({view.ctx.cc})" if view.ctx.cc else ""))
-        usual = context.get("usual") or "none learned yet"
-        extra.append(f"usually {usual}")
-        detail = "; ".join(parts + extra)
-        if rule.describe:
-            detail = f"{rule.describe}: {detail}"
-        return Finding(rule.name, float(rule.score), detail, evidence)
+        ip, cc = view.ctx.ip, view.ctx.cc
+
+        def render() -> tuple[str, dict[str, Any]]:
+            summary = view.geo_summary(context.pop("_short", True))
+            full = {**context, **summary}
+            evidence: dict[str, Any] = {"features": limits, "ip": str(ip), **full}
+            extra = []
+            if "countries" in full:
+                extra.append("countries " + ", ".join(f"{k} {v}" for k, v in full["countries"]))
+            if "networks" in full:
+                extra.append("networks " + ", ".join(f"{k} {v}" for k, v in full["networks"]))
+            extra.append(f"ip {ip}" + (f" ({cc})" if cc else ""))
+            extra.append(f"usually {full.get('usual') or 'none learned yet'}")
+            detail = "; ".join(parts + extra)
+            if rule.describe:
+                detail = f"{rule.describe}: {detail}"
+            return detail, evidence
+
+        return Finding(rule.name, float(rule.score), render=render)
 
     def _feature_table(self) -> dict[str, Callable[[_View], Any]]:
         short, long = self.config.labels
@@ -1271,7 +1279,7 @@ def _fmt(v: Any) -> str:
 class _View(dict[str, Any]):
     """Feature values for one event, computed on first access."""
 
-    __slots__ = ("acct", "ctx", "det", "pure")
+    __slots__ = ("acct", "ctx", "det", "geo", "pure", "raw")
 
     def __init__(self, det: Detector, ctx: _Ctx, acct: _Acct | None, pure: bool) -> None:
         super().__init__()
@@ -1279,6 +1287,8 @@ class _View(dict[str, Any]):
         self.ctx = ctx
         self.acct = acct
         self.pure = pure  # True: the event is not recorded yet, count it in
+        self.geo: dict[bool, dict[str, Any]] = {}
+        self.raw: dict[bool, tuple[dict[str, int], dict[int, int]] | None] = {}
 
     def __missing__(self, name: str) -> Any:
         fn = self.det._features.get(name)
@@ -1320,31 +1330,52 @@ class _View(dict[str, Any]):
         """Whether the event still has to be counted in (pure check)."""
         return self.pure and self.ctx.kind != _AUTH_FAIL
 
+    def snapshot(self, is_short: bool) -> None:
+        """Copy a window's countries and networks as they are now (once per verdict)."""
+        if is_short in self.raw:
+            return
+        w = self.win(is_short)
+        if w is None and not self.pending():
+            self.raw[is_short] = None
+            return
+        ccs = dict(w.ccs or {}) if w is not None else {}
+        nets = dict(w.nets or {}) if w is not None else {}
+        if self.pending():
+            if self.ctx.cc:
+                ccs[self.ctx.cc] = ccs.get(self.ctx.cc, 0) + 1
+            nets[self.ctx.net] = nets.get(self.ctx.net, 0) + 1
+        self.raw[is_short] = (ccs, nets)
+
+    def geo_summary(self, is_short: bool) -> dict[str, Any]:
+        """Top countries and networks of a window, from the snapshot."""
+        cached = self.geo.get(is_short)
+        if cached is not None:
+            return cached
+        out: dict[str, Any] = {}
+        raw = self.raw.get(is_short)
+        if raw is not None:
+            ccs, nets = raw
+            top = heapq.nsmallest(12, ccs.items(), key=lambda kv: (-kv[1], kv[0]))
+            out["countries"] = top
+            if len(ccs) > 12:
+                rest = sum(ccs.values()) - sum(v for _, v in top)
+                out["countries"].append((f"+{len(ccs) - 12} more", rest))
+            tn = heapq.nsmallest(6, nets.items(), key=lambda kv: (-kv[1], kv[0]))
+            out["networks"] = [(_net_text(k), v) for k, v in tn]
+            out["window"] = self.det.config.labels[0 if is_short else 1]
+        self.geo[is_short] = out
+        return out
+
     def context(self, reads: Iterable[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         windows = {split_feature(n)[1] for n in reads}
         short_label = self.det.config.labels[0]
         is_short = short_label in windows or (None in windows and len(windows) == 1)
-        w = self.win(bool(is_short))
-        if w is not None or self.pending():
-            ccs = dict(w.ccs or {}) if w is not None else {}
-            nets = dict(w.nets or {}) if w is not None else {}
-            if self.pending():
-                if self.ctx.cc:
-                    ccs[self.ctx.cc] = ccs.get(self.ctx.cc, 0) + 1
-                nets[self.ctx.net] = nets.get(self.ctx.net, 0) + 1
-            top = sorted(ccs.items(), key=lambda kv: (-kv[1], kv[0]))
-            out["countries"] = top[:12]
-            if len(top) > 12:
-                out["countries"].append((f"+{len(top) - 12} more", sum(v for _, v in top[12:])))
-            tn = sorted(nets.items(), key=lambda kv: (-kv[1], kv[0]))
-            out["networks"] = [(_net_text(k), v) for k, v in tn[:6]]
-            out["window"] = self.det.config.labels[0 if is_short else 1]
-        acct = self.acct
-        if acct is not None and acct.usual:
-            out["usual"] = " ".join(
-                k if isinstance(k, str) else _net_text(k) for k in acct.usual[:8]
-            )
+        out["_short"] = bool(is_short)
+        self.snapshot(bool(is_short))
+        usual = self.usual
+        if usual:
+            out["usual"] = " ".join(k if isinstance(k, str) else _net_text(k) for k in usual[:8])
         rec = self.det._ips.get(self.ctx.member)
         if rec is not None and any(n.startswith("ip_accounts") for n in reads):
             out["ip_accounts"] = sorted(_d_members(rec.accts))[:10]
@@ -1594,9 +1625,6 @@ def _acct_size(name: str, a: _Acct) -> int:
 
 
 def _default_geo() -> Any:
-    import importlib
+    from authabuse.geo import default_resolver
 
-    try:  # TEMPORARY until the geo package lands
-        return importlib.import_module("authabuse.geo").default_resolver()
-    except ImportError:
-        return None
+    return default_resolver()

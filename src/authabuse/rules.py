@@ -846,21 +846,67 @@ class RuleSet:
 # ------------------------------------------------------------------- verdicts
 
 
-@dataclass(frozen=True, slots=True)
 class Finding:
     """One rule that fired: its name, score, a readable detail and the evidence.
 
     ``evidence`` is JSON-ready: the values of the features the rule read, the limits
     they crossed, and context (countries with counts, networks, the usual location).
+    The detector renders ``detail`` and ``evidence`` from a snapshot taken when the rule
+    fired, on first access, so verdicts nobody reads cost nothing to explain.
 
-    >>> Finding("burst", 100.0, "ip_mails_1h=40 >= 5", {"ip": "192.0.2.7"}).rule
-    'burst'
+    >>> f = Finding("burst", 100.0, "ip_mails_1h=40 >= 5", {"ip": "192.0.2.7"})
+    >>> f.rule, f.detail, f.to_dict()["score"]
+    ('burst', 'ip_mails_1h=40 >= 5', 100.0)
     """
 
-    rule: str
-    score: float
-    detail: str
-    evidence: Mapping[str, Any] = field(default_factory=dict)
+    __slots__ = ("_detail", "_evidence", "_render", "rule", "score")
+
+    def __init__(
+        self,
+        rule: str,
+        score: float,
+        detail: str = "",
+        evidence: Mapping[str, Any] | None = None,
+        *,
+        render: Callable[[], tuple[str, Mapping[str, Any]]] | None = None,
+    ) -> None:
+        self.rule = rule
+        self.score = score
+        self._detail = detail
+        self._evidence: Mapping[str, Any] = evidence if evidence is not None else {}
+        self._render = render
+
+    def _realize(self) -> None:
+        if self._render is not None:
+            self._detail, self._evidence = self._render()
+            self._render = None
+
+    @property
+    def detail(self) -> str:
+        """A readable one-line explanation with the numbers that crossed the limits."""
+        self._realize()
+        return self._detail
+
+    @property
+    def evidence(self) -> Mapping[str, Any]:
+        """Feature values, limits, countries and networks with counts, usual location."""
+        self._realize()
+        return self._evidence
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Finding):
+            return NotImplemented
+        return (self.rule, self.score, self.detail, self.evidence) == (
+            other.rule,
+            other.score,
+            other.detail,
+            other.evidence,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking evidence: not hashable
+
+    def __repr__(self) -> str:
+        return f"Finding({self.rule!r}, {self.score!r}, {self.detail!r})"
 
     def to_dict(self) -> dict[str, Any]:
         """Return ``{"rule", "score", "detail"}`` (the ``scan --json`` reason)."""
@@ -945,7 +991,6 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
             & unusual
             & private
             & ~F.country_common
-            & F.baseline_ready
             & narrow,
             score=60,
             describe="two new foreign networks in two new countries within the short window",
@@ -989,7 +1034,6 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
             & ~F.country_common
             & unusual
             & F.is_submission
-            & F.baseline_ready
             & private
             & narrow
             & (F.hours_since_usual <= 2),

@@ -213,17 +213,9 @@ def _scan(detector: Any, events: Any, progress: _Progress | None) -> dict[str, _
 
 
 def _resolver(paths: list[str]) -> Any:
-    import importlib
+    from authabuse.geo import resolver_from_paths
 
-    try:  # TEMPORARY until the geo package lands
-        geo = importlib.import_module("authabuse.geo")
-    except ImportError:
-        if paths:
-            from authabuse.errors import ConfigurationError
-
-            raise ConfigurationError("--geo needs the geo module") from None
-        return None
-    return geo.resolver_from_paths(paths) if paths else geo.default_resolver()
+    return resolver_from_paths(paths)  # no paths: the embedded default data
 
 
 def _record(account: str, s: _Summary, dlen: Any) -> dict[str, Any]:
