@@ -154,11 +154,37 @@ def test_postfix_server_state_survives_kill_9(
     assert "state saved" in log
 
 
+def _children(pid: int) -> list[str]:
+    """States (R, S, Z, ...) of the child processes of ``pid``."""
+    states = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            states.append(fields[0])
+    return states
+
+
 def test_dovecot_server_with_api_key_file(tmp_path: Path, served: list[Served]) -> None:
     key = tmp_path / "api-header"
     key.write_text("X-API-Key: s3cret\n")
     key.chmod(0o600)
-    srv = Served(["dovecot", "--listen", "127.0.0.1:0", "--api-header-file", str(key)])
+    state = tmp_path / "dovecot.state"
+    srv = Served(
+        [
+            "dovecot",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-header-file",
+            str(key),
+            "--state",
+            str(state),
+            "--snapshot-interval",
+            "0.1",
+        ]
+    )
     served.append(srv)
     conn = http.client.HTTPConnection(*srv.addr, timeout=10)
     body = json.dumps({"login": "alice@example.jp", "remote": "198.51.100.7", "protocol": "imap"})
@@ -172,6 +198,11 @@ def test_dovecot_server_with_api_key_file(tmp_path: Path, served: list[Served]) 
     conn.request("GET", "/health")
     assert conn.getresponse().read() == b"ok\n"
     conn.close()
+    # Snapshots are written by forked children, which are reaped: at most the one in
+    # flight is around, and the state file appears.
+    time.sleep(1.0)
+    assert state.exists()
+    assert _children(srv.proc.pid).count("Z") <= 1
     code, _ = srv.stop(signal.SIGINT)
     assert code == 0
 

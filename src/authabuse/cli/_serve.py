@@ -19,6 +19,8 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
+import resource
 import signal
 import sys
 import time
@@ -243,15 +245,17 @@ def _run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        snapshots = None
+        snapshots = snapshotter = None
         if state is not None and args.snapshot_interval > 0:
-            snapshots = asyncio.create_task(_snapshots(detector, state, args.snapshot_interval))
+            snapshotter = _Snapshotter(detector, state, args.snapshot_interval)
+            snapshots = asyncio.create_task(snapshotter.run())
         await stop.wait()
         log.info("shutting down")
-        if snapshots is not None:
+        if snapshots is not None and snapshotter is not None:
             snapshots.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await snapshots
+            snapshotter.reap(block=True)  # the final save below must be the last writer
         await server.stop()
 
     asyncio.run(main())
@@ -280,13 +284,58 @@ def _save(detector: Any, state: Path) -> None:
     )
 
 
-async def _snapshots(detector: Any, state: Path, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            _save(detector, state)  # in the loop thread: the detector is not thread-safe
-        except OSError as exc:
-            log.error("cannot save state to %s: %s", state, exc)
+class _Snapshotter:
+    """Periodic state snapshots that do not stop the server from answering.
+
+    Serializing a large detector takes seconds, longer than Dovecot waits (2 s). Like
+    Redis's BGSAVE, each snapshot forks: the child writes the copy-on-write image of
+    the state (``Detector.save``: temporary file, fsync, rename) and exits, while the
+    parent keeps answering. Where ``fork`` does not exist the save runs in the loop.
+    """
+
+    def __init__(self, detector: Any, state: Path, interval: float) -> None:
+        self.detector, self.state, self.interval = detector, state, interval
+        self.child: int | None = None
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            if not self.reap(block=False):
+                log.warning("previous snapshot still being written: skipping this one")
+                continue
+            if not hasattr(os, "fork"):
+                try:
+                    _save(self.detector, self.state)
+                except OSError as exc:
+                    log.error("cannot save state to %s: %s", self.state, exc)
+                continue
+            pid = os.fork()
+            if pid == 0:  # the child: write the snapshot and leave, touching nothing else
+                # Drop the inherited sockets at once, so a connection the parent closes
+                # is really closed (stdin/stdout/stderr stay for the error message).
+                os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+                code = 0
+                try:
+                    self.detector.save(self.state)
+                except BaseException as exc:  # reported through the exit code
+                    os.write(2, f"authabuse: snapshot failed: {exc}\n".encode(errors="replace"))
+                    code = 1
+                os._exit(code)
+            self.child = pid
+
+    def reap(self, *, block: bool) -> bool:
+        """Collect a finished snapshot child; False while one is still running."""
+        if self.child is None:
+            return True
+        pid, status = os.waitpid(self.child, 0 if block else os.WNOHANG)
+        if pid == 0:
+            return False
+        self.child = None
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.error("snapshot of the state to %s failed", self.state)
+        else:
+            log.debug("snapshot written to %s", self.state)
+        return True
 
 
 def _register_gauges(server: Any, detector: Any, store: Any) -> None:
