@@ -6,8 +6,10 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from html import escape as html_escape
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -288,3 +290,59 @@ def test_renders_in_headless_chromium_without_network(tmp_path: Path) -> None:
         & (abs(pixels[..., 2] - 0x2B / 255) < 0.03)
     )
     assert int(red.sum()) > 500, "figures did not render"
+
+
+def test_report_cli_agrees_with_scan_on_a_simulated_log(tmp_path: Path) -> None:
+    from authabuse.cli import main
+    from authabuse.simulate import simulate
+
+    sim = simulate(tmp_path / "sim", seed=5, accounts=150, days=1, mix="business")
+    log = str(sim.out_dir / "maillog")
+    geo = ["--geo", str(sim.out_dir / "geo-country.csv"), "--geo", str(sim.out_dir / "geo-asn.csv")]
+    scan_out = subprocess.run(
+        [sys.executable, "-m", "authabuse", "scan", "--json", *geo, log],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert scan_out.returncode in (0, 1), scan_out.stderr
+    scanned = {json.loads(line)["account"] for line in scan_out.stdout.splitlines()}
+    out = tmp_path / "r.html"
+    code = main(["report", *geo, "--out", str(out), log])
+    assert code == (1 if scanned else 0)
+    text = out.read_text(encoding="utf-8")
+    doc = _Doc()
+    doc.feed(text)
+    table_accounts = {
+        str(a["href"])
+        for t, a in doc.tags
+        if t == "a" and str(a.get("href")).startswith("#acct-")
+    }
+    # every account scan flagged has a row (and a drill-down) in the report, and no other
+    assert len(table_accounts) == len(scanned)
+    for account in scanned:
+        assert html_escape(account) in text
+
+
+def test_report_cli_reads_stdin_twice(tmp_path: Path) -> None:
+    log = Path(__file__).resolve().parents[1] / "examples" / "postfix-submission.log"
+    out = tmp_path / "stdin.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "authabuse", "report", "--no-figures", "--out", str(out), "-"],
+        input=log.read_bytes(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"66 lines" in proc.stderr
+    assert "No account reached" in out.read_text(encoding="utf-8")
+    assert "mail.log" not in out.read_text(encoding="utf-8")
+
+
+def test_report_cli_bad_options_are_usage_errors(tmp_path: Path) -> None:
+    from authabuse.cli import main
+
+    assert main(["report", "--tz", "Mars/Olympus", "--out", str(tmp_path / "x.html"), "x.log"]) == 2
+    assert not (tmp_path / "x.html").exists()

@@ -43,6 +43,23 @@ def _doc_block(doc: str) -> str:
     return "\n".join("    " + line if line else "" for line in text.splitlines())
 
 
+def _members(name: str, cls: type) -> list[str]:
+    out: list[str] = []
+    for attr, member in sorted(vars(cls).items()):
+        wrapped = isinstance(member, classmethod | staticmethod)
+        if attr.startswith("_") or not (
+            callable(member) or wrapped or isinstance(member, property)
+        ):
+            continue
+        target = member.__func__ if wrapped else member
+        msig = "" if isinstance(member, property) else _signature(target)
+        out += [f"#### `{name}.{attr}{msig}`", ""]
+        mdoc = getattr(target, "__doc__", None)
+        if mdoc:
+            out += [_doc_block(mdoc), ""]
+    return out
+
+
 def render() -> str:
     """Return the Markdown text of the API reference."""
     out = [
@@ -79,18 +96,7 @@ def render() -> str:
             elif doc:
                 out += [_doc_block(doc), ""]
             if inspect.isclass(obj):
-                for attr, member in sorted(vars(obj).items()):
-                    if attr.startswith("_") or not (callable(member) or isinstance(member, property | classmethod | staticmethod)):
-                        continue
-                    target = member.__func__ if isinstance(member, classmethod | staticmethod) else member
-                    mdoc = getattr(target, "__doc__", None)
-                    if isinstance(member, property):
-                        msig = ""
-                    else:
-                        msig = _signature(target)
-                    out += [f"#### `{name}.{attr}{msig}`", ""]
-                    if mdoc:
-                        out += [_doc_block(mdoc), ""]
+                out += _members(name, obj)
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -473,9 +473,9 @@ class ReportBuilder:
         rows = []
         for f in self._findings:
             account = str(f.get("account", ""))
-            reasons = "<br>".join(
-                f"{_esc(r.get('rule', ''), 60)} (+{_num(r.get('score'))}): "
-                f"{_esc(r.get('detail', ''), 300)}"
+            # rule names and scores here; the evidence is in the account's drill-down
+            reasons = ", ".join(
+                f"{_esc(r.get('rule', ''), 60)} (+{_num(r.get('score'))})"
                 for r in f.get("reasons", [])
                 if isinstance(r, Mapping)
             )
