@@ -315,9 +315,7 @@ def test_report_cli_agrees_with_scan_on_a_simulated_log(tmp_path: Path) -> None:
     doc = _Doc()
     doc.feed(text)
     table_accounts = {
-        str(a["href"])
-        for t, a in doc.tags
-        if t == "a" and str(a.get("href")).startswith("#acct-")
+        str(a["href"]) for t, a in doc.tags if t == "a" and str(a.get("href")).startswith("#acct-")
     }
     # every account scan flagged has a row (and a drill-down) in the report, and no other
     assert len(table_accounts) == len(scanned)
