@@ -21,7 +21,16 @@ from authabuse.errors import AuthAbuseError
 __all__ = ["main"]
 
 # Subcommand modules, in the order `--help` lists them.
-_COMMANDS: tuple[str, ...] = ("parse", "scan", "report", "simulate", "evaluate", "geo", "serve")
+_COMMANDS: tuple[str, ...] = (
+    "demo",
+    "parse",
+    "scan",
+    "report",
+    "simulate",
+    "evaluate",
+    "geo",
+    "serve",
+)
 
 
 def _build_parser() -> argparse.ArgumentParser:
