@@ -33,7 +33,7 @@ def test_demo_simulates_scans_and_reports(tmp_path: Path) -> None:
         assert account in report
 
 
-def test_demo_rejects_a_bad_seed(tmp_path: Path) -> None:
+def test_demo_rejects_zero_accounts(tmp_path: Path) -> None:
     from authabuse.cli import main
 
     assert main(["demo", "--out", str(tmp_path / "d"), "--accounts", "0", "--days", "1"]) == 2
