@@ -488,6 +488,8 @@ def test_trusted_constructors_equal_the_validating_ones() -> None:
         names = [f.name for f in dataclasses.fields(event)]
         rebuilt = type(event)(**{name: getattr(event, name) for name in names})
         assert rebuilt == event
+        assert type(event) in (AuthAttempt, Delivery, Submission)  # the class itself
+        assert hash(rebuilt) == hash(event)
         assert event_from_dict(event.to_dict()) == event
 
 
