@@ -46,8 +46,13 @@ class Served:
             text=True,
         )
         self.lines: list[str] = []
-        self.addr = self._wait_for(r"listening on (\S+)")
-        self.metrics = self._wait_for(r"metrics on (\S+)") if "--metrics" in args else None
+        try:
+            self.addr = self._wait_for(r"listening on (\S+)")
+            self.metrics = self._wait_for(r"metrics on (\S+)") if "--metrics" in args else None
+        except BaseException:
+            self.proc.kill()  # never leave a server behind
+            self.proc.communicate(timeout=30)
+            raise
 
     def _wait_for(self, pattern: str) -> tuple[str, int]:
         assert self.proc.stderr is not None
