@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from ipaddress import IPv4Address
+from typing import TypeAlias
 
 from authabuse.events import IPAddress
 from authabuse.geo._special import (
+    _TOUCH4,
     NAT64,
     SIX_TO_FOUR,
     SPECIAL,
@@ -14,21 +16,55 @@ from authabuse.geo._special import (
     clamp_prefix,
     special_entry,
 )
-from authabuse.geo._types import Location, Network, address_of, block_prefix, make_network
+from authabuse.geo._types import (
+    Location,
+    Network,
+    address_of,
+    block_prefix,
+    fast_location,
+    make_network,
+)
 
-__all__ = ["BaseResolver"]
+__all__ = ["BaseResolver", "Fields"]
 
 _M32 = 0xFFFFFFFF
+# IPv4Address keeps its integer in the slot _ip (since Python 3.3); reading it skips a
+# Python-level __int__ call on the hot path. Checked here, not assumed.
+_HAS_IP = getattr(IPv4Address(0x01020304), "_ip", None) == 0x01020304
 _BITS = {4: 32, 6: 128}
+
+Fields: TypeAlias = tuple[
+    str | None, int | None, str | None, float | None, float | None, float | None, str | None
+]
+"""An answer before it becomes a Location: country, asn, org, lat, lon, accuracy, source."""
+
+
+def location_from(fields: Fields, net: Network) -> Location:
+    """Build the Location for ``fields`` holding for ``net``."""
+    country, asn, org, lat, lon, acc, source = fields
+    if lat is None and lon is None and acc is None:
+        return fast_location(country, asn, org, net, source)
+    return Location(
+        country=country,
+        asn=asn,
+        org=org,
+        network=net,
+        latitude=lat,
+        longitude=lon,
+        accuracy_km=acc,
+        source=source,
+    )
 
 
 class BaseResolver:
-    """Base of authabuse's resolvers: subclasses implement ``_lookup(n, version)``.
+    """Base of authabuse's resolvers: subclasses implement ``_fields(n, version)``.
 
-    ``_lookup`` answers for an ordinary (not special-use) integer address and returns
-    ``(location_or_None, prefix_length)``, the prefix being that of the network the
-    answer holds for. This class adds special-use answers, tunnel decoding (6to4,
-    Teredo, NAT64) and the public ``resolve``/``resolve_with_network``.
+    ``_fields`` answers for an ordinary (not special-use) integer address and returns
+    ``(fields_or_None, prefix_length)``, the prefix being that of the network the
+    answer holds for; no Location or network object is built until the answer is
+    final (a chain merges several members' fields into one). This class adds
+    special-use answers, tunnel decoding (6to4, Teredo, NAT64), keeps networks clear
+    of special-use blocks, and provides the public ``resolve``/``resolve_with_network``.
     """
 
     __slots__ = ()
@@ -36,20 +72,25 @@ class BaseResolver:
     #: Name of the database, used as ``Location.source``.
     source: str = "?"
 
-    def _lookup(self, n: int, version: int) -> tuple[Location | None, int]:
+    def _fields(self, n: int, version: int) -> tuple[Fields | None, int]:
         raise NotImplementedError
+
+    def _lookup(self, n: int, version: int) -> tuple[Location | None, int]:
+        """Answer for an ordinary address as a Location (no special-use handling)."""
+        fields, prefix = self._fields(n, version)
+        if fields is None:
+            return None, prefix
+        return location_from(fields, make_network(n, prefix, version)), prefix
 
     def _resolve_int(self, n: int, version: int) -> tuple[Location | None, int]:
         block = special_entry(n, version)
         if block is not None:
             return self._special(n, version, block)
-        loc, prefix = self._lookup(n, version)
-        wider = clamp_prefix(n, version, prefix)
-        if wider != prefix:
-            prefix = wider
-            if loc is not None:
-                loc = dataclasses.replace(loc, network=make_network(n, prefix, version))
-        return loc, prefix
+        fields, prefix = self._fields(n, version)
+        prefix = clamp_prefix(n, version, prefix)
+        if fields is None:
+            return None, prefix
+        return location_from(fields, make_network(n, prefix, version)), prefix
 
     def _special(self, n: int, version: int, block: SpecialBlock) -> tuple[Location | None, int]:
         if block.kind == SPECIAL:
@@ -78,7 +119,14 @@ class BaseResolver:
         an address raises :class:`~authabuse.errors.InvalidEventError`.
         """
         if ip.__class__ is IPv4Address:
-            return self._resolve_int(int(ip), 4)[0]
+            n = ip._ip if _HAS_IP else int(ip)  # type: ignore[attr-defined]  # checked at import
+            if not _TOUCH4[n >> 24]:  # no special-use block in this /8: the common case
+                fields, prefix = self._fields(n, 4)
+                if prefix >= 8:
+                    if fields is None:
+                        return None
+                    return location_from(fields, make_network(n, prefix, 4))
+            return self._resolve_int(n, 4)[0]
         addr = address_of(ip)
         return self._resolve_int(int(addr), addr.version)[0]
 

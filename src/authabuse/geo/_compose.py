@@ -8,7 +8,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from authabuse.events import IPAddress
-from authabuse.geo._base import BaseResolver
+from authabuse.geo._base import BaseResolver, Fields
 from authabuse.geo._types import GeoResolver, Location, Network, address_of, make_network
 
 __all__ = ["CachedResolver", "ChainResolver"]
@@ -69,43 +69,46 @@ class ChainResolver(BaseResolver):
             raise ConfigurationError("ChainResolver needs at least one resolver")
         self.source = source or "+".join(getattr(m, "source", "?") for m in self.members)
 
-    def _lookup(self, n: int, version: int) -> tuple[Location | None, int]:
+    def _fields(self, n: int, version: int) -> tuple[Fields | None, int]:
         prefix = 0
         country = asn = org = lat = lon = acc = None
         sources: list[str] = []
         for member in self.members:
-            loc, p = _member_lookup(member, n, version)
+            if isinstance(member, BaseResolver):
+                fields, p = member._fields(n, version)
+            else:
+                loc, p = _member_lookup(member, n, version)
+                fields = (
+                    None
+                    if loc is None or not loc.routable
+                    else (
+                        loc.country,
+                        loc.asn,
+                        loc.org,
+                        loc.latitude,
+                        loc.longitude,
+                        loc.accuracy_km,
+                        loc.source,
+                    )
+                )
             prefix = max(prefix, p)
-            if loc is None:
+            if fields is None:
                 continue
-            if not loc.routable:
-                return loc, p
             used = False
-            if country is None and loc.country is not None:
-                country, used = loc.country, True
-            if asn is None and loc.asn is not None:
-                asn, org, used = loc.asn, loc.org, True
-            if lat is None and loc.latitude is not None:
-                lat, lon, acc, used = loc.latitude, loc.longitude, loc.accuracy_km, True
-            if used and loc.source:
-                sources.append(loc.source)
+            if country is None and fields[0] is not None:
+                country, used = fields[0], True
+            if asn is None and fields[1] is not None:
+                asn, org, used = fields[1], fields[2], True
+            if lat is None and fields[3] is not None:
+                lat, lon, acc, used = fields[3], fields[4], fields[5], True
+            if used and fields[6]:
+                sources.append(fields[6])
             if country is not None and asn is not None and lat is not None:
                 break
         if not sources:
             return None, prefix
-        return (
-            Location(
-                country=country,
-                asn=asn,
-                org=org,
-                network=make_network(n, prefix, version),
-                latitude=lat,
-                longitude=lon,
-                accuracy_km=acc,
-                source="+".join(sources),
-            ),
-            prefix,
-        )
+        source = sources[0] if len(sources) == 1 else "+".join(sources)
+        return (country, asn, org, lat, lon, acc, source), prefix
 
     def info(self) -> list[dict[str, Any]]:
         """Describe the members (their ``info()`` when they have one).
@@ -127,6 +130,9 @@ class ChainResolver(BaseResolver):
 
 
 _MISSING = object()
+# IPv4Address keeps its integer in the slot _ip (since Python 3.3); reading it skips a
+# Python-level __int__ call on the cache's hot path. Checked here, not assumed.
+_HAS_IP = getattr(IPv4Address(0x01020304), "_ip", None) == 0x01020304
 
 
 class CachedResolver:
@@ -170,18 +176,39 @@ class CachedResolver:
         self._inner_int = inner._resolve_int if isinstance(inner, BaseResolver) else None
         self.inner_lookups = 0
         self.network_hits = 0
+        # The hit path as a closure over the address map's get(): no attribute or global
+        # lookups per call. It shadows the resolve() method, which documents it and
+        # serves subclasses; the map is only ever cleared in place, never replaced.
+        get = self._addr.get
+        slow = self._resolve_miss
+        missing = _MISSING
+        v4 = IPv4Address
+        if _HAS_IP:
+
+            def resolve(ip: IPAddress | str) -> Location | None:
+                if ip.__class__ is v4:
+                    hit = get(ip._ip, missing)  # type: ignore[attr-defined]  # IPv4Address slot
+                    if hit is not missing:
+                        return hit  # type: ignore[return-value]  # missing excluded above
+                return slow(ip)
+
+            self.__dict__["resolve"] = resolve
 
     def resolve(self, ip: IPAddress | str) -> Location | None:
         """Return the (possibly cached) answer for ``ip``; see :class:`GeoResolver`."""
+        return self._resolve_miss(ip)
+
+    def _resolve_miss(self, ip: IPAddress | str) -> Location | None:
         if ip.__class__ is IPv4Address:
-            n = int(ip)
-            key = n
-            version = 4
-        else:
-            addr = address_of(ip)
-            n = int(addr)
-            version = addr.version
-            key = n if version == 4 else n | (1 << 128)
+            n = ip._ip if _HAS_IP else int(ip)  # type: ignore[attr-defined]  # checked at import
+            hit = self._addr.get(n, _MISSING)
+            if hit is not _MISSING:
+                return hit  # type: ignore[return-value]  # _MISSING excluded above
+            return self._slow(n, n, 4)
+        addr = address_of(ip)
+        n = int(addr)
+        version = addr.version
+        key = n if version == 4 else n | (1 << 128)
         hit = self._addr.get(key, _MISSING)
         if hit is not _MISSING:
             return hit  # type: ignore[return-value]  # _MISSING excluded above
@@ -241,7 +268,7 @@ class CachedResolver:
         if len(self._addr) >= self.max_addresses:
             with self._lock:
                 if len(self._addr) >= self.max_addresses:
-                    self._addr = {}
+                    self._addr.clear()  # in place: the fast path holds its get()
         self._addr[key] = loc
 
     def clear(self) -> None:
@@ -252,7 +279,7 @@ class CachedResolver:
         >>> c.clear()
         """
         with self._lock:
-            self._addr = {}
+            self._addr.clear()
             self._nets = {}
             self._prefixes = {4: (), 6: ()}
 

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from authabuse.errors import GeoDataError, MissingExtraError
-from authabuse.geo._base import BaseResolver
-from authabuse.geo._types import Location, make_network
+from authabuse.geo._base import BaseResolver, Fields
 
 __all__ = ["MMDBResolver"]
 
@@ -137,7 +136,7 @@ class MMDBResolver(BaseResolver):
         self.reload()
         return True
 
-    def _lookup(self, n: int, version: int) -> tuple[Location | None, int]:
+    def _fields(self, n: int, version: int) -> tuple[Fields | None, int]:
         cur = self._current
         if version == 6 and cur.ip_version == 4:
             return None, 0  # an IPv4-only database knows nothing about IPv6
@@ -167,19 +166,7 @@ class MMDBResolver(BaseResolver):
             lat, lon = _float(rec.get("latitude")), _float(rec.get("longitude"))
         if country is None and asn is None and lat is None:
             return None, prefix
-        return (
-            Location(
-                country=country,
-                asn=asn,
-                org=org,
-                network=make_network(n, prefix, version),
-                latitude=lat,
-                longitude=lon,
-                accuracy_km=acc,
-                source=self.source,
-            ),
-            prefix,
-        )
+        return (country, asn, org, lat, lon, acc, self.source), prefix
 
     def info(self) -> dict[str, Any]:
         """Describe the database: path, type, build date, IP version.

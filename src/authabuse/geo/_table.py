@@ -24,16 +24,15 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from itertools import pairwise
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
 from authabuse.errors import ConfigurationError, GeoDataError
 from authabuse.events import IPAddress
-from authabuse.geo._base import BaseResolver
+from authabuse.geo._base import BaseResolver, Fields
 from authabuse.geo._special import special_entry
-from authabuse.geo._types import Location
 
 __all__ = ["RangeTable"]
 
@@ -247,7 +246,16 @@ class RangeTable(BaseResolver):
     'AU'
     """
 
-    __slots__ = ("_families", "_lock", "_values", "build_date", "kind", "meta", "source")
+    __slots__ = (
+        "_answers",
+        "_families",
+        "_lock",
+        "_values",
+        "build_date",
+        "kind",
+        "meta",
+        "source",
+    )
 
     def __init__(
         self,
@@ -266,35 +274,45 @@ class RangeTable(BaseResolver):
         self.build_date = build_date
         self.meta: dict[str, Any] = dict(meta or {})
         self._lock = threading.Lock()
+        # One shared answer tuple per value, built on first use.
+        self._answers: list[Fields | None] = [None] * values.count
 
     # ------------------------------------------------------------------ lookups
 
-    def _lookup(self, n: int, version: int) -> tuple[Location | None, int]:
+    def _fields(self, n: int, version: int) -> tuple[Fields | None, int]:
         fam = self._families[version]
-        i = fam.find(n)
-        vi = fam.vals[i]
-        first = fam.start(i)
-        last = fam.last(i)
-        # Largest CIDR block holding n inside [first, last].
-        bits = fam.bits
-        k = bits if first == 0 else (n ^ (first - 1)).bit_length() - 1
-        if last != _MAX[version]:
-            k = min(k, (n ^ (last + 1)).bit_length() - 1)
-        prefix = bits - k
-        if vi == 0:
-            return None, prefix
-        values = self._values
-        net: IPv4Network | IPv6Network
-        if version == 4:
-            net = IPv4Network(((n >> k) << k, prefix))
+        if version == 4:  # the hot path, inlined: find(), start() and the block size
+            keys = fam.keys
+            index = fam.index
+            p = n >> 16
+            i = bisect_right(keys, n, index[p], index[p + 1] + 1) - 1
+            first = keys[i]
+            k = 32 if first == 0 else (n ^ (first - 1)).bit_length() - 1
+            if i + 1 < fam.count:
+                k2 = (n ^ keys[i + 1]).bit_length() - 1
+                if k2 < k:  # noqa: PLR1730  # an if is cheaper than min() on the hot path
+                    k = k2
+            bits = 32
         else:
-            net = IPv6Network(((n >> k) << k, prefix))
-        if values.is_country:
-            return Location(country=values.codes[vi], network=net, source=self.source), prefix
-        return (
-            Location(asn=values.asns[vi], org=values.org(vi), network=net, source=self.source),
-            prefix,
-        )
+            i = fam.find(n)
+            first = fam.start(i)
+            bits = 128
+            k = bits if first == 0 else (n ^ (first - 1)).bit_length() - 1
+            if i + 1 < fam.count:
+                k = min(k, (n ^ fam.start(i + 1)).bit_length() - 1)
+        vi = fam.vals[i]
+        # Largest CIDR block holding n inside the entry [first, next start - 1]: 2**k.
+        if vi == 0:
+            return None, bits - k
+        fields = self._answers[vi]
+        if fields is None:
+            values = self._values
+            if values.is_country:
+                fields = (values.codes[vi], None, None, None, None, None, self.source)
+            else:
+                fields = (None, values.asns[vi], values.org(vi), None, None, None, self.source)
+            self._answers[vi] = fields
+        return fields, bits - k
 
     def lookup_int(self, n: int, version: int = 4) -> str | int | None:
         """Return the raw value for integer address ``n``: country code or ASN, else ``None``.
