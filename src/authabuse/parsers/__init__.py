@@ -1,6 +1,7 @@
 r"""Log parsers: Postfix, Dovecot, Exim, Sendmail and JSON lines into events.
 
-Lines are read as bytes, one at a time, so memory stays bounded on unbounded input; the
+Input is read as bytes in blocks of bounded size and cut into lines (an over-long line is
+counted and dropped as it streams in), so memory stays bounded on unbounded input; the
 format is recognized line by line (or forced). Messages are joined by queue id into
 :class:`~authabuse.events.Submission` events with bounded, expiring state. Nothing that
 cannot be parsed stops the stream: it is counted in :class:`ParseStats` (or raised as
