@@ -211,3 +211,16 @@ def test_cli_seeds_simulate_into_a_work_directory(
     assert len(list(tmp_path.iterdir())) == 2
     assert main(args) == 0  # reuses the simulations
     assert "simulating" not in capsys.readouterr().err
+
+
+def test_cli_reports_a_missing_log_or_a_broken_truth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulate(tmp_path / "s", seed=3, accounts=20, days=0.25)
+    (tmp_path / "s" / "maillog").unlink()
+    assert main(["evaluate", str(tmp_path / "s"), "--no-detector"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "truth.json").write_text('{"format": "authabuse-simulate/1", "accounts": 5}')
+    assert main(["evaluate", str(tmp_path / "t"), "--no-detector"]) == 2
+    assert "malformed ground truth" in capsys.readouterr().err

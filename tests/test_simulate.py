@@ -17,7 +17,7 @@ import pytest
 
 from authabuse.cli import main
 from authabuse.errors import ConfigurationError, CorruptDataError
-from authabuse.events import event_from_json
+from authabuse.events import AuthAttempt, Submission, event_from_json
 from authabuse.simulate import MIXES, PATTERNS, PERSONAS, GroundTruth, simulate
 
 LINE = re.compile(
@@ -390,3 +390,46 @@ def test_address_blocks_have_real_roles() -> None:
     hosting = {b.org for b in space.role_blocks("NL", "hosting")}
     assert hosting
     assert all(b.country == "PL" for b in space.role_blocks("PL", "residential"))
+
+
+def test_authabuse_parses_the_log_into_the_expected_events(sim: Path, truth: GroundTruth) -> None:
+    from authabuse.parsers import ParseStats, iter_events
+
+    stats = ParseStats()
+    kinds: Counter[str] = Counter()
+    failures = 0
+    abusive = truth.abusive_queue_ids()
+    found_abusive = 0
+    for event in iter_events([str(sim / "maillog")], format="postfix", stats=stats):
+        kinds[event.type] += 1
+        if isinstance(event, AuthAttempt) and not event.succeeded:
+            failures += 1
+        if isinstance(event, Submission) and event.queue_id in abusive:
+            found_abusive += 1
+    meta = truth.meta["log"]
+    assert kinds["submission"] == meta["submissions"]
+    assert kinds["delivery"] == meta["deliveries"]
+    assert failures == meta["auth_failures"]
+    assert found_abusive == len(abusive)
+    assert stats.malformed == 0
+    assert stats.lines == meta["lines"]
+
+
+def test_bsd_stamps_parse_with_the_year_and_zone_from_the_truth(tmp_path: Path) -> None:
+    from authabuse.parsers import iter_events
+
+    simulate(tmp_path, seed=9, accounts=60, days=1.5, stamp="bsd", tz="-05:00", start="2025-12-31")
+    truth = GroundTruth.load(tmp_path)
+    assert (truth.meta["year"], truth.meta["tz"]) == (2025, "-05:00")
+    events = list(
+        iter_events(
+            [str(tmp_path / "maillog")], format="postfix", year=truth.meta["year"],
+            tz=truth.meta["tz"],
+        )
+    )  # fmt: skip
+    subs = [e for e in events if e.type == "submission"]
+    assert len(subs) == truth.meta["log"]["submissions"]
+    start = datetime.fromisoformat(truth.meta["start"])
+    end = datetime.fromisoformat(truth.meta["end"])
+    assert all(start <= e.time <= end for e in subs)
+    assert {e.time.year for e in subs} == {2025, 2026}  # rolls over at New Year
