@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 TRUTH_FORMAT = "authabuse-simulate/1"
-GENERATOR = 2  # bumped whenever the same arguments start giving different traffic
+GENERATOR = 3  # bumped whenever the same arguments start giving different traffic
 LOG_NAME = "maillog"
 TRUTH_NAME = "truth.json"
 GEO_COUNTRY_NAME = "geo-country.csv"

@@ -58,6 +58,7 @@ BOTNET_COUNTRIES: dict[str, float] = {
 ABROAD_COUNTRIES = ("US", "TH", "DE", "GB", "AU", "CA", "SG", "PH", "KR", "CN", "BR", "FR", "VN")
 TRIP_COUNTRIES = ("US", "KR", "TW", "TH", "FR", "GB", "SG", "HK", "IT", "DE", "AU", "ES", "VN")
 VPN_COUNTRIES = ("NL", "DE", "US", "GB", "SE", "CH", "SG", "JP", "FR", "CA", "HK", "RO")
+_NEAR_JP = frozenset({"JP", "SG", "HK", "US"})  # "fastest server" picks for a user in Japan
 UTC_OFFSET = {
     "US": -5, "TH": 7, "DE": 1, "GB": 0, "AU": 10, "CA": -5, "SG": 8, "PH": 8, "KR": 9,
     "CN": 8, "BR": -3, "FR": 1, "VN": 7, "TW": 8, "HK": 8, "IT": 1, "ES": 1, "JP": 9,
@@ -418,10 +419,13 @@ class World:
         self.carrier_weights = [share.get(asn, 0.1) for asn in sorted(by_asn)]
         # A commercial VPN provider: exits in data centres of several countries.
         self.vpn_exits: list[IPAddress] = []
+        self.vpn_exit_countries: list[tuple[IPAddress, str]] = []
         for cc in VPN_COUNTRIES:
             for _ in range(rng.randint(2, 6)):
                 b = space.pick_block(rng, cc, role="hosting")
-                self.vpn_exits.append(b.random_address(rng))
+                ip = b.random_address(rng)
+                self.vpn_exits.append(ip)
+                self.vpn_exit_countries.append((ip, cc))
         # The foreign botnet and the domestic one (infected PCs in the customers' country).
         # Big enough that campaigns overlap only partly (bots reused across accounts).
         size = max(6000, min(20000, 4 * self.n_accounts))
@@ -860,8 +864,11 @@ class _Persona:
             exits = world.vpn_exits
             self.favourites = rng.sample(exits, 2)
             self.vpn_share = rng.uniform(0.4, 0.9)
-            # Some VPN clients hop to a random server on every connection.
-            self.hop = 0.7 if rng.random() < 0.25 else 0.2
+            # Most users stay on a favourite server or two and sometimes take another
+            # (mostly nearby); a few let the client hop to a random server each time.
+            self.hopper = rng.random() < 0.12
+            self.hop = 0.7 if self.hopper else 0.2
+            self.nearby = [ip for ip, cc in world.vpn_exit_countries if cc in _NEAR_JP]
         if p == "traveller":
             self.trip = self._plan_trip()
         if p == "bulk":
@@ -934,7 +941,9 @@ class _Persona:
             if r < self.vpn_share:
                 if rng.random() >= self.hop:
                     return rng.choice(self.favourites), "unknown"
-                return rng.choice(self.w.vpn_exits), "unknown"
+                if self.hopper or not self.nearby:
+                    return rng.choice(self.w.vpn_exits), "unknown"
+                return rng.choice(self.nearby), "unknown"
             return self.home.at(t), "unknown"
         if p == "traveller":
             for a, b, addrs in self.trip:
