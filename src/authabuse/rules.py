@@ -1054,7 +1054,7 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
         ),
         Rule(
             "domestic-botnet",
-            when=(f("new_asns", lg) >= 8) & (f("ips", lg) >= 12) & unusual,
+            when=(f("new_asns", lg) >= 8) & (f("ips", lg) >= 12) & unusual & F.country_common,
             score=100,
             describe="many new networks inside the usual country",
         ),
