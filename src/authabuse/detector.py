@@ -244,6 +244,7 @@ class _Win:
         "nnew",
         "rcpts",
         "rdoms",
+        "summary",
         "unusual",
     )
 
@@ -259,6 +260,7 @@ class _Win:
         self.rcpts = 0
         self.rdoms: Any = None
         self.fails = 0
+        self.summary: tuple[int, dict[str, Any]] | None = None  # (mails then, top lists)
 
     def dump(self) -> list[Any]:
         return [
@@ -484,8 +486,22 @@ def _compile(cond: Any) -> Callable[[Mapping[str, Any]], bool]:
     if isinstance(cond, All | AnyOf):
         parts = tuple(_compile(p) for p in cond.parts)
         if isinstance(cond, All):
-            return lambda v: all(p(v) for p in parts)
-        return lambda v: any(p(v) for p in parts)
+
+            def all_of(v: Mapping[str, Any]) -> bool:
+                for p in parts:  # noqa: SIM110 - a plain loop: no generator per call
+                    if not p(v):
+                        return False
+                return True
+
+            return all_of
+
+        def any_of(v: Mapping[str, Any]) -> bool:
+            for p in parts:  # noqa: SIM110 - a plain loop: no generator per call
+                if p(v):
+                    return True
+            return False
+
+        return any_of
     return cond.evaluate  # type: ignore[no-any-return]  # a user-defined Condition subclass
 
 
@@ -1337,6 +1353,15 @@ class _View(dict[str, Any]):
         w = self.win(is_short)
         if w is None and not self.pending():
             self.raw[is_short] = None
+            return
+        if w is not None and w.mails > 64:
+            # A flood: summarise at most once per 10 % growth, not per message.
+            cached = w.summary
+            if cached is None or w.mails > cached[0] * 1.1:
+                self.raw[is_short] = (dict(w.ccs or {}), dict(w.nets or {}))
+                self.geo.pop(is_short, None)
+                cached = w.summary = (w.mails, self.geo_summary(is_short))
+            self.geo[is_short] = cached[1]
             return
         ccs = dict(w.ccs or {}) if w is not None else {}
         nets = dict(w.nets or {}) if w is not None else {}
