@@ -261,11 +261,12 @@ def test_check_is_pure_and_agrees_with_process() -> None:
         checked = det.check(e)
         assert det._dump() == before
         processed = det.process(e)
-        assert (checked.level, checked.score, checked.findings) == (
-            processed.level,
-            processed.score,
-            processed.findings,
-        )
+        assert (checked.level, checked.score) == (processed.level, processed.score)
+        # Feature values and limits agree exactly; the countries/networks lists of a
+        # flooded window (> 64 messages) are refreshed by process() every 10 % only.
+        assert [(f.rule, f.evidence["features"]) for f in checked.findings] == [
+            (f.rule, f.evidence["features"]) for f in processed.findings
+        ]
 
 
 event_times = st.lists(

@@ -1354,7 +1354,7 @@ class _View(dict[str, Any]):
         if w is None and not self.pending():
             self.raw[is_short] = None
             return
-        if w is not None and w.mails > 64:
+        if w is not None and w.mails > 64 and not self.pure:
             # A flood: summarise at most once per 10 % growth, not per message.
             cached = w.summary
             if cached is None or w.mails > cached[0] * 1.1:
