@@ -81,7 +81,12 @@ _V6_PAINT: tuple[tuple[str, str, str], ...] = (
 
 
 class SpecialBlock(NamedTuple):
-    """One flat segment of the special-use partition (``first``..``last`` inclusive)."""
+    """One flat segment of the special-use partition (``first``..``last`` inclusive).
+
+    >>> block = special_blocks(4)[1]
+    >>> block.name, block.first == 10 << 24, block.last == (11 << 24) - 1
+    ('Private-Use (RFC 1918)', True, True)
+    """
 
     first: int
     last: int

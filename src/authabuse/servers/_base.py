@@ -46,7 +46,17 @@ class ListenAddress:
 
 
 def parse_listen(text: str, *, allow_unix: bool = True) -> ListenAddress:
-    """Parse ``HOST:PORT``, ``[V6]:PORT`` or ``unix:PATH`` (see :class:`ListenAddress`)."""
+    """Parse ``HOST:PORT``, ``[V6]:PORT`` or ``unix:PATH`` (see :class:`ListenAddress`).
+
+    >>> parse_listen("127.0.0.1:10040").port, parse_listen("[::1]:10040").host
+    (10040, '::1')
+    >>> parse_listen("unix:/run/authabuse.sock").path
+    '/run/authabuse.sock'
+    >>> parse_listen("10040")
+    Traceback (most recent call last):
+    ...
+    authabuse.errors.ConfigurationError: listen address must be HOST:PORT or unix:PATH, not '10040'
+    """
     if text.startswith("unix:"):
         if not allow_unix:
             raise ConfigurationError(f"this listener needs HOST:PORT, not {text!r}")

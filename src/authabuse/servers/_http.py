@@ -157,7 +157,25 @@ def _parse_head(head: bytes) -> tuple[str, str, dict[str, str], bool] | tuple[in
 
 
 def serve_metrics(server: ServerBase) -> Handler:
-    """Return a handler answering ``GET /metrics`` (Prometheus text) and ``GET /health``."""
+    r"""Return a handler answering ``GET /metrics`` (Prometheus text) and ``GET /health``.
+
+    Mount it on any :class:`~authabuse.servers.ServerBase`'s HTTP listener, e.g. next to a
+    Postfix policy server that has no HTTP side of its own (``serve postfix --metrics``).
+
+    >>> from authabuse.servers import PostfixPolicyServer
+    >>> class Ok:
+    ...     def check(self, e): return "ok"
+    ...     def process(self, e): return "ok"
+    >>> srv = PostfixPolicyServer(Ok())
+    >>> _ = srv.answer(b"request=smtpd_access_policy\nprotocol_state=RCPT\n"
+    ...                b"sasl_username=a@example.jp\nclient_address=192.0.2.1")
+    >>> handle = serve_metrics(srv)
+    >>> get = lambda path: handle(HttpRequest("GET", path, {}, b"", True))
+    >>> get("/health").status, get("/nope").status
+    (200, 404)
+    >>> b"# TYPE" in get("/metrics").body
+    True
+    """
 
     def handle(req: HttpRequest) -> HttpResponse:
         path = req.target.split("?", 1)[0]
