@@ -168,8 +168,11 @@ def test_nothing_external() -> None:
     for tag, attrs in doc.tags:
         for key in ("src", "href"):
             value = attrs.get(key)
-            if value is not None:
-                assert value.startswith(("#", "data:")), (tag, key, value)
+            if value is None:
+                continue
+            if tag == "a" and value == "https://db-ip.com":
+                continue  # the attribution link DB-IP's licence asks for; never fetched
+            assert value.startswith(("#", "data:")), (tag, key, value)
     assert "default-src 'none'" in text
 
 
