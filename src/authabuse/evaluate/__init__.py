@@ -74,7 +74,7 @@ class Method(Protocol):
     ...         if event.type != "submission":
     ...             return None
     ...         n = self.mails[event.account] = self.mails.get(event.account, 0) + 1
-    ...         return (event.account, "abuse") if n == 5 else None
+    ...         return (event.account, LEVELS["abuse"]) if n == 5 else None
     >>> from authabuse.simulate import simulate
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
