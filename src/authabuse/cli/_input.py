@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from authabuse.events import Event
     from authabuse.parsers import ParseStats
 
-__all__ = ["add_input_arguments", "events_from_args"]
+__all__ = ["add_detection_arguments", "add_input_arguments", "events_from_args"]
 
 _FORMATS = ("auto", "postfix", "dovecot", "exim", "sendmail", "jsonl")
 
@@ -58,6 +58,35 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="skip (and count) lines longer than this (default: 32768)",
     )
+
+
+def add_detection_arguments(parser: argparse.ArgumentParser, *, min_level: bool = True) -> None:
+    """Add ``--geo PATH`` (repeatable), ``--rules FILE`` and ``--min-level`` to ``parser``.
+
+    The options every subcommand that runs the detector takes (scan, report, serve):
+
+    >>> p = argparse.ArgumentParser()
+    >>> add_detection_arguments(p)
+    >>> a = p.parse_args(["--geo", "c.mmdb", "--geo", "asn.csv", "--min-level", "abuse"])
+    >>> (a.geo, a.rules, a.min_level)
+    (['c.mmdb', 'asn.csv'], None, 'abuse')
+    """
+    parser.add_argument(
+        "--geo",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="geo data: an .mmdb file or a CSV range table (country or ASN); repeatable "
+        "(default: the embedded data)",
+    )
+    parser.add_argument("--rules", metavar="FILE", help="rules file (TOML; see docs/rules.md)")
+    if min_level:
+        parser.add_argument(
+            "--min-level",
+            choices=("suspicious", "abuse"),
+            default="suspicious",
+            help="report accounts from this level up (default: suspicious)",
+        )
 
 
 def events_from_args(args: argparse.Namespace, stats: ParseStats) -> Iterator[Event]:

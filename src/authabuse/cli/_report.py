@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from authabuse.cli._input import add_input_arguments
+from authabuse.cli._input import add_detection_arguments, add_input_arguments
 
 __all__ = ["register", "write_report"]
 
@@ -39,20 +39,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     add_input_arguments(parser)
-    parser.add_argument(
-        "--geo",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="geo data: an .mmdb file or a CSV range table; repeatable (default: embedded)",
-    )
-    parser.add_argument("--rules", metavar="FILE", help="rules file (TOML; see docs/rules.md)")
-    parser.add_argument(
-        "--min-level",
-        choices=("suspicious", "abuse"),
-        default="suspicious",
-        help="report accounts from this level up (default: suspicious)",
-    )
+    add_detection_arguments(parser)
     parser.add_argument("--out", required=True, metavar="FILE", help="HTML file to write")
     parser.add_argument(
         "--no-figures", action="store_true", help="tables only, even if matplotlib is installed"

@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from authabuse.cli._input import add_input_arguments
+from authabuse.cli._input import add_detection_arguments, add_input_arguments
 
 __all__ = ["register", "sanitize"]
 
@@ -45,26 +45,12 @@ def register(subparsers: Any) -> None:
         ),
     )
     add_input_arguments(parser)
-    parser.add_argument(
-        "--geo",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="geo data: an .mmdb file or a CSV range table (country or ASN); repeatable "
-        "(default: the embedded data)",
-    )
-    parser.add_argument("--rules", metavar="FILE", help="rules file (TOML; see docs/rules.md)")
+    add_detection_arguments(parser)
     parser.add_argument(
         "--state",
         metavar="FILE",
         help="detector state: loaded if the file exists, saved after the scan "
         "(continue across log rotation)",
-    )
-    parser.add_argument(
-        "--min-level",
-        choices=("suspicious", "abuse"),
-        default="suspicious",
-        help="report accounts from this level up (default: suspicious)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per account")
     parser.set_defaults(func=_run)

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from authabuse.cli._input import add_detection_arguments
+
 __all__ = ["register"]
 
 log = logging.getLogger("authabuse.serve")
@@ -112,14 +114,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="save --state this often (default 300; 0: only at shutdown)",
     )
-    p.add_argument(
-        "--geo",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="geo data (.mmdb or CSV range table); repeatable; default embedded",
-    )
-    p.add_argument("--rules", metavar="FILE", help="rules file (TOML)")
+    add_detection_arguments(p, min_level=False)
     p.add_argument(
         "--fail-closed",
         action="store_true",
