@@ -42,6 +42,29 @@ _IP_CACHE: dict[str, IPAddress] = {}
 _IP_CACHE_MAX = 65536
 
 
+def last_bracketed(text: str, field: str) -> str | None:
+    """Return what the last ``[...]`` of ``text`` holds; ``None`` when there is none.
+
+    Exim's ``H=`` and Sendmail's ``relay=`` put the peer address last, after names a
+    client chose (``H=(helo) [ip]``, ``relay=name [ip] (may be forged)``); an opening
+    bracket never closed is a truncated line.
+
+    >>> last_bracketed("mx.example (helo [1.2.3.4]) [192.0.2.7]:2525", "H=")
+    '192.0.2.7'
+    >>> last_bracketed("[192.0.2.", "relay=")
+    Traceback (most recent call last):
+    ...
+    authabuse.parsers._common.LineError: truncated [address] in relay=
+    """
+    start = text.rfind("[")
+    if start < 0:
+        return None
+    end = text.find("]", start)
+    if end < 0:
+        raise LineError(f"truncated [address] in {field}")
+    return text[start + 1 : end]
+
+
 def ip_or_bad(text: str) -> IPAddress:
     """Parse an address like :func:`~authabuse.events.parse_ip`, fast, or raise :class:`LineError`.
 

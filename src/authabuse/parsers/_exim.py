@@ -17,7 +17,7 @@ from datetime import datetime
 
 from authabuse.events import Event
 
-from ._common import Context, LineError, Pending, ip_or_bad
+from ._common import Context, LineError, Pending, ip_or_bad, last_bracketed
 from ._fast import new_auth, new_delivery
 
 __all__ = ["EXIM_STAMP", "EximParser"]
@@ -41,13 +41,7 @@ def _peer(spec: str) -> str | None:
         cut = spec.find(stop)
         if cut >= 0:
             spec = spec[:cut]
-    start = spec.rfind("[")
-    if start < 0:
-        return None
-    end = spec.find("]", start)
-    if end < 0:
-        raise LineError("truncated [address] in H=")
-    return spec[start + 1 : end]
+    return last_bracketed(spec, "H=")
 
 
 class EximParser:

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from authabuse.events import Event
 
-from ._common import Context, LineError, Pending, ip_or_bad
+from ._common import Context, LineError, Pending, ip_or_bad, last_bracketed
 from ._fast import new_auth, new_delivery
 
 __all__ = ["SendmailParser"]
@@ -35,13 +35,7 @@ _QID = re.compile(r"[0-9A-Za-z]{8,20}")
 
 def _relay_ip(relay: str) -> str | None:
     """``name [ip] (may be forged)`` -> ``ip``; ``None`` when there is no ``[...]``."""
-    start = relay.rfind("[")
-    if start < 0:
-        return None
-    end = relay.find("]", start)
-    if end < 0:
-        raise LineError("truncated [address] in relay=")
-    return relay[start + 1 : end]
+    return last_bracketed(relay, "relay=")
 
 
 class SendmailParser:
