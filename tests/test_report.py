@@ -303,7 +303,17 @@ def test_report_cli_agrees_with_scan_on_a_simulated_log(tmp_path: Path) -> None:
     log = str(sim.out_dir / "maillog")
     geo = ["--geo", str(sim.out_dir / "geo-country.csv"), "--geo", str(sim.out_dir / "geo-asn.csv")]
     scan_out = subprocess.run(
-        [sys.executable, "-m", "authabuse", "scan", "--json", *geo, log],
+        [
+            sys.executable,
+            "-m",
+            "authabuse",
+            "scan",
+            "--json",
+            *geo,
+            "--report",
+            str(tmp_path / "scan.html"),
+            log,
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -311,6 +321,7 @@ def test_report_cli_agrees_with_scan_on_a_simulated_log(tmp_path: Path) -> None:
     )
     assert scan_out.returncode in (0, 1), scan_out.stderr
     scanned = {json.loads(line)["account"] for line in scan_out.stdout.splitlines()}
+    assert scanned, "the simulation holds abuse the scan must report"
     out = tmp_path / "r.html"
     code = main(["report", *geo, "--out", str(out), log])
     assert code == (1 if scanned else 0)
@@ -324,6 +335,15 @@ def test_report_cli_agrees_with_scan_on_a_simulated_log(tmp_path: Path) -> None:
     assert len(table_accounts) == len(scanned)
     for account in scanned:
         assert html_escape(account) in text
+    # `scan --report` writes the same accounts as `authabuse report`
+    scan_doc = _Doc()
+    scan_doc.feed((tmp_path / "scan.html").read_text(encoding="utf-8"))
+    scan_report_accounts = {
+        str(a["href"])
+        for t, a in scan_doc.tags
+        if t == "a" and str(a.get("href")).startswith("#acct-")
+    }
+    assert scan_report_accounts == table_accounts
 
 
 def test_report_cli_reads_stdin_twice(tmp_path: Path) -> None:

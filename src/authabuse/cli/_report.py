@@ -23,7 +23,7 @@ from typing import Any
 
 from authabuse.cli._input import add_detection_arguments, add_input_arguments
 
-__all__ = ["register", "write_report"]
+__all__ = ["register", "replayable_logs", "write_report"]
 
 
 def register(subparsers: Any) -> None:
@@ -48,7 +48,7 @@ def register(subparsers: Any) -> None:
 
 
 @contextmanager
-def _replayable(logs: list[str]) -> Iterator[list[str]]:
+def replayable_logs(logs: list[str]) -> Iterator[list[str]]:
     """Yield log paths that can be read twice (standard input spooled to a file)."""
     if "-" not in logs:
         yield logs
@@ -84,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules) if args.rules else None
     geo = _resolver(args.geo)
     min_level = Level.parse(args.min_level)
-    with _replayable(list(args.logs)) as logs:
+    with replayable_logs(list(args.logs)) as logs:
         args.logs = logs
         detector = Detector(rules=rules, geo=geo)
         stats = ParseStats()

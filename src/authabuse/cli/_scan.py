@@ -22,6 +22,7 @@ import json
 import sys
 import time
 import unicodedata
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -53,6 +54,12 @@ def register(subparsers: Any) -> None:
         "(continue across log rotation)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per account")
+    parser.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write a self-contained HTML report of the reported accounts "
+        "(as `authabuse report`; figures need the 'plot' extra)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -142,6 +149,7 @@ class _Summary:
 
 def _run(args: argparse.Namespace) -> int:
     from authabuse.cli._input import events_from_args
+    from authabuse.cli._report import replayable_logs, write_report
     from authabuse.detector import Detector, _d_len
     from authabuse.parsers import ParseStats
     from authabuse.rules import Level, load_rules
@@ -155,20 +163,25 @@ def _run(args: argparse.Namespace) -> int:
     else:
         detector = Detector(rules=rules, geo=geo)
     stats = ParseStats()
-    events = events_from_args(args, stats)
-    progress = _Progress(sys.stderr, stats) if sys.stderr.isatty() else None
-    summaries = _scan(detector, events, progress)
-    if state is not None:
-        detector.save(state)
-    flagged = [(a, s) for a, s in summaries.items() if s.level >= min_level]
-    flagged.sort(key=lambda item: (item[1].flagged_at or item[1].first, item[0]))
-    out = sys.stdout
-    if args.json:
-        for account, s in flagged:
-            out.write(json.dumps(_record(account, s, _d_len)) + "\n")
-    else:
-        _table(out, flagged, _d_len)
-    out.flush()
+    with replayable_logs(list(args.logs)) if args.report else nullcontext(args.logs) as logs:
+        args.logs = logs
+        events = events_from_args(args, stats)
+        progress = _Progress(sys.stderr, stats) if sys.stderr.isatty() else None
+        summaries = _scan(detector, events, progress)
+        if state is not None:
+            detector.save(state)
+        flagged = [(a, s) for a, s in summaries.items() if s.level >= min_level]
+        flagged.sort(key=lambda item: (item[1].flagged_at or item[1].first, item[0]))
+        out = sys.stdout
+        records = [_record(account, s, _d_len) for account, s in flagged]
+        if args.json:
+            for record in records:
+                out.write(json.dumps(record) + "\n")
+        else:
+            _table(out, flagged, _d_len)
+        out.flush()
+        if args.report:
+            write_report(args, records, geo, args.report)
     print(_footer(stats, detector, len(summaries), len(flagged)), file=sys.stderr)
     return 1 if flagged else 0
 
