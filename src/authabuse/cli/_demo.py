@@ -44,11 +44,12 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from authabuse.cli._report import write_report
-    from authabuse.cli._scan import _record, _scan, _table
-    from authabuse.detector import Detector, _d_len
+    from authabuse.cli._scan import _table
+    from authabuse.detector import Detector
     from authabuse.geo import default_resolver
-    from authabuse.parsers import ParseStats, iter_events
+    from authabuse.parsers import iter_events
     from authabuse.rules import Level
+    from authabuse.scan import Scan
     from authabuse.simulate import GroundTruth, simulate
 
     out = Path(args.out)
@@ -65,13 +66,11 @@ def _run(args: argparse.Namespace) -> int:
         file=err,
     )
     geo = default_resolver()
-    detector = Detector(geo=geo)
-    stats = ParseStats()
-    summaries = _scan(detector, iter_events(str(log), stats=stats), None)
-    flagged = [(a, s) for a, s in summaries.items() if s.level >= Level.SUSPICIOUS]
-    flagged.sort(key=lambda item: (item[1].flagged_at or item[1].first, item[0]))
-    _table(sys.stdout, flagged, _d_len)
-    findings = [_record(a, s, _d_len) for a, s in flagged]
+    scan = Scan(Detector(geo=geo))
+    scan.feed(iter_events(str(log)))
+    flagged = scan.flagged(Level.SUSPICIOUS)
+    _table(sys.stdout, flagged)
+    findings = [s.to_dict(a) for a, s in flagged]
     report_args = argparse.Namespace(
         logs=[str(log)], format="auto", year=None, tz=None, max_line=None,
         no_figures=args.no_figures,

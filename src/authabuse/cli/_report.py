@@ -76,25 +76,24 @@ def write_report(
 
 def _run(args: argparse.Namespace) -> int:
     from authabuse.cli._input import events_from_args
-    from authabuse.cli._scan import _record, _resolver, _scan
-    from authabuse.detector import Detector, _d_len
+    from authabuse.cli._scan import _resolver
+    from authabuse.detector import Detector
     from authabuse.parsers import ParseStats
-    from authabuse.rules import Level, load_rules
+    from authabuse.rules import load_rules
+    from authabuse.scan import Scan
 
     rules = load_rules(args.rules) if args.rules else None
     geo = _resolver(args.geo)
-    min_level = Level.parse(args.min_level)
     with replayable_logs(list(args.logs)) as logs:
         args.logs = logs
-        detector = Detector(rules=rules, geo=geo)
+        scan = Scan(Detector(rules=rules, geo=geo))
         stats = ParseStats()
-        summaries = _scan(detector, events_from_args(args, stats), None)
-        flagged = [(a, s) for a, s in summaries.items() if s.level >= min_level]
-        findings = [_record(a, s, _d_len) for a, s in flagged]
+        scan.feed(events_from_args(args, stats))
+        findings = scan.findings(args.min_level)
         path = write_report(args, findings, geo, args.out)
     print(
-        f"report: {stats.lines} lines, {len(summaries)} accounts, {len(findings)} flagged; "
-        f"wrote {path}",
+        f"report: {stats.lines} lines, {len(scan.summaries)} accounts, "
+        f"{len(findings)} flagged; wrote {path}",
         file=sys.stderr,
     )
     return 1 if findings else 0

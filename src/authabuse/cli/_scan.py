@@ -23,11 +23,13 @@ import sys
 import time
 import unicodedata
 from contextlib import nullcontext
-from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from authabuse.cli._input import add_detection_arguments, add_input_arguments
+
+if TYPE_CHECKING:
+    from authabuse.scan import AccountSummary
 
 __all__ = ["register", "sanitize"]
 
@@ -90,73 +92,16 @@ def sanitize(text: str, limit: int = _MAX_NAME) -> str:
     return "".join(out)
 
 
-class _Summary:
-    """What the scan reports about one account (kept for every account seen)."""
-
-    __slots__ = (
-        "auth_ccs",
-        "ccs",
-        "first",
-        "flagged_at",
-        "ips",
-        "last",
-        "level",
-        "messages",
-        "verdict",
-    )
-
-    def __init__(self, t: datetime) -> None:
-        self.first = t
-        self.last = t
-        self.messages = 0
-        self.ips: Any = None
-        self.ccs: dict[str, int] | None = None  # country -> messages
-        self.auth_ccs: dict[str, int] | None = None  # country -> logins (no messages seen)
-        self.level = 0
-        self.flagged_at: datetime | None = None
-        self.verdict: Any = None  # the highest-scoring verdict
-
-    def add(self, event: Any, verdict: Any, is_message: bool, d_add: Any, member: Any) -> None:
-        t = event.time
-        if t > self.last:
-            self.last = t
-        elif t < self.first:
-            self.first = t
-        if is_message or event.succeeded:
-            self.ips = d_add(self.ips, member(event.ip), 64, 12)
-            cc = verdict.country
-            if is_message:
-                self.messages += 1
-            if cc:
-                if is_message:
-                    ccs = self.ccs = self.ccs or {}
-                else:
-                    ccs = self.auth_ccs = self.auth_ccs or {}
-                ccs[cc] = ccs.get(cc, 0) + 1
-        level = verdict.level
-        if level:
-            if level > self.level:
-                self.level = int(level)
-                self.flagged_at = t
-            if self.verdict is None or verdict.score > self.verdict.score:
-                self.verdict = verdict
-
-    def countries(self) -> list[tuple[str, int]]:
-        """Countries by messages (by logins for an account that sent none), most first."""
-        ccs = self.ccs if self.messages else self.auth_ccs
-        return sorted((ccs or {}).items(), key=lambda kv: (-kv[1], kv[0]))
-
-
 def _run(args: argparse.Namespace) -> int:
     from authabuse.cli._input import events_from_args
     from authabuse.cli._report import replayable_logs, write_report
-    from authabuse.detector import Detector, _d_len
+    from authabuse.detector import Detector
     from authabuse.parsers import ParseStats
-    from authabuse.rules import Level, load_rules
+    from authabuse.rules import load_rules
+    from authabuse.scan import Scan
 
     rules = load_rules(args.rules) if args.rules else None
     geo = _resolver(args.geo)
-    min_level = Level.parse(args.min_level)
     state = Path(args.state) if args.state else None
     if state is not None and state.exists():
         detector = Detector.load(state, rules=rules, geo=geo)
@@ -165,50 +110,26 @@ def _run(args: argparse.Namespace) -> int:
     stats = ParseStats()
     with replayable_logs(list(args.logs)) if args.report else nullcontext(args.logs) as logs:
         args.logs = logs
-        events = events_from_args(args, stats)
         progress = _Progress(sys.stderr, stats) if sys.stderr.isatty() else None
-        summaries = _scan(detector, events, progress)
+        scan = Scan(detector)
+        scan.feed(events_from_args(args, stats), progress=progress)
+        if progress is not None:
+            progress.done()
         if state is not None:
             detector.save(state)
-        flagged = [(a, s) for a, s in summaries.items() if s.level >= min_level]
-        flagged.sort(key=lambda item: (item[1].flagged_at or item[1].first, item[0]))
+        flagged = scan.flagged(args.min_level)
+        records = [s.to_dict(account) for account, s in flagged]
         out = sys.stdout
-        records = [_record(account, s, _d_len) for account, s in flagged]
         if args.json:
             for record in records:
                 out.write(json.dumps(record) + "\n")
         else:
-            _table(out, flagged, _d_len)
+            _table(out, flagged)
         out.flush()
         if args.report:
             write_report(args, records, geo, args.report)
-    print(_footer(stats, detector, len(summaries), len(flagged)), file=sys.stderr)
+    print(_footer(stats, detector, len(scan.summaries), len(flagged)), file=sys.stderr)
     return 1 if flagged else 0
-
-
-def _scan(detector: Any, events: Any, progress: _Progress | None) -> dict[str, _Summary]:
-    """Feed every event to the detector; keep what the report needs per account."""
-    from authabuse.detector import _d_add, _member
-    from authabuse.events import Submission
-
-    summaries: dict[str, _Summary] = {}
-    process = detector.process
-    n = 0
-    for event in events:
-        verdict = process(event)
-        account = verdict.account
-        if account is None:
-            continue
-        s = summaries.get(account)
-        if s is None:
-            s = summaries[account] = _Summary(event.time)
-        s.add(event, verdict, isinstance(event, Submission), _d_add, _member)
-        n += 1
-        if progress is not None and not n & 0x3FFF:
-            progress.tick()
-    if progress is not None:
-        progress.done()
-    return summaries
 
 
 def _resolver(paths: list[str]) -> Any:
@@ -217,26 +138,7 @@ def _resolver(paths: list[str]) -> Any:
     return resolver_from_paths(paths)  # no paths: the embedded default data
 
 
-def _record(account: str, s: _Summary, dlen: Any) -> dict[str, Any]:
-    from authabuse.rules import Level
-
-    v = s.verdict
-    assert s.flagged_at is not None  # noqa: S101 - only flagged accounts are reported
-    return {
-        "account": account,
-        "level": str(Level(s.level)),
-        "score": float(v.score),
-        "flagged_at": s.flagged_at.isoformat(),
-        "reasons": [f.to_dict() for f in v.findings],
-        "distinct_ips": dlen(s.ips),
-        "countries": dict(s.countries()),
-        "messages": s.messages,
-        "first_seen": s.first.isoformat(),
-        "last_seen": s.last.isoformat(),
-    }
-
-
-def _table(out: TextIO, flagged: list[tuple[str, _Summary]], dlen: Any) -> None:
+def _table(out: TextIO, flagged: list[tuple[str, AccountSummary]]) -> None:
     from authabuse.rules import Level
 
     if not flagged:
@@ -246,10 +148,11 @@ def _table(out: TextIO, flagged: list[tuple[str, _Summary]], dlen: Any) -> None:
     out.write(head + "\n")
     for account, s in flagged:
         v = s.verdict
+        assert v is not None  # noqa: S101 - only flagged accounts are reported
         assert s.flagged_at is not None  # noqa: S101 - only flagged accounts are reported
         out.write(
             f"{Level(s.level)!s:<10} {v.score:>5g} {s.flagged_at.isoformat():<25} "
-            f"{dlen(s.ips):>6} {s.messages:>7} {sanitize(account)}\n"
+            f"{s.distinct_ips:>6} {s.messages:>7} {sanitize(account)}\n"
         )
         top = s.countries()
         if top:
@@ -284,7 +187,7 @@ class _Progress:
         self.start = time.monotonic()
         self.next = self.start + 1.0
 
-    def tick(self) -> None:
+    def __call__(self, events: int) -> None:
         now = time.monotonic()
         if now < self.next:
             return
