@@ -199,3 +199,17 @@ def test_ipv6_ints_and_huge_ints() -> None:
     before = h.estimate()
     h.add(2**300)
     assert before <= h.estimate() <= before + 2
+
+
+@pytest.mark.parametrize("intruder", [1.0, 2.5, complex(1, 0)])
+def test_a_non_member_type_in_a_repetitive_batch_is_refused_not_dropped(intruder: object) -> None:
+    # 1.0 == 1 in a set: the bulk path must not let it vanish among 600 repeats of 1
+    batch: list[object] = [1] * 600 + [intruder]
+    with pytest.raises(TypeError):
+        HyperLogLog().update(batch)  # type: ignore[arg-type]  # the wrong type is the point
+
+
+def test_a_repetitive_batch_of_members_is_still_exact() -> None:
+    h = HyperLogLog()
+    h.update([1, b"x", "x", "y", True] * 300)
+    assert h.estimate() == 3  # True is the int 1, "x" is hashed as its UTF-8 bytes b"x"

@@ -11,6 +11,7 @@ import zlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv6Address
 from itertools import islice, pairwise
 from math import inf, log, sqrt
 from typing import Any, Final
@@ -688,10 +689,20 @@ class HyperLogLog:
         return (type(self).from_bytes, (self.to_bytes(),))
 
 
+_DEDUPE_SAFE = (int, bytes, str, IPv4Address, IPv6Address)
+
+
 def _dedupe_if_repetitive(members: list[Any] | tuple[Any, ...]) -> Iterable[Any]:
-    """Drop repeats with a C-level set when a sample shows many (the result is the same)."""
+    """Drop repeats with a C-level set when a sample shows many (the result is the same).
+
+    Only for member types whose equal values are the same member: a float equal to an int
+    (``1.0`` beside ``1``) would vanish into the set instead of being refused, so any
+    other type keeps every member for the per-member path to judge.
+    """
     try:
         if len(set(members[:256])) > 192:
+            return members
+        if not all(issubclass(t, _DEDUPE_SAFE) for t in set(map(type, members))):
             return members
         return set(members)
     except TypeError:  # unhashable members (bytearray): keep them all
