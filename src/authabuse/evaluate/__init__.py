@@ -530,19 +530,12 @@ def evaluate(
     if not directories:
         raise ConfigurationError("nothing to evaluate: no simulation directories")
     ev = Evaluation(level=level)
-    use_detector = detector
-    if detector:
-        try:
-            importlib.import_module("authabuse.detector")
-        except ImportError:
-            use_detector = False
-            ev.notes.append("authabuse.detector is not available: baselines only")
     for d in directories:
         directory = Path(d)
         truth = GroundTruth.load(directory)
         resolver, country = _geo(directory, geo)
         methods: dict[str, Method] = {}
-        if use_detector:
+        if detector:
             methods["detector"] = _DetectorMethod(rules, resolver)
         methods["rate-limit"] = RateLimitBaseline(limit=rate_limit[0], window=rate_limit[1])
         methods["postfwd-geo"] = GeoSpreadBaseline(
