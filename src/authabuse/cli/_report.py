@@ -76,14 +76,14 @@ def write_report(
 
 def _run(args: argparse.Namespace) -> int:
     from authabuse.cli._input import events_from_args
-    from authabuse.cli._scan import _resolver
     from authabuse.detector import Detector
+    from authabuse.geo import resolver_from_paths
     from authabuse.parsers import ParseStats
     from authabuse.rules import load_rules
     from authabuse.scan import Scan
 
     rules = load_rules(args.rules) if args.rules else None
-    geo = _resolver(args.geo)
+    geo = resolver_from_paths(args.geo)  # no --geo: the embedded default data
     with replayable_logs(list(args.logs)) as logs:
         args.logs = logs
         scan = Scan(Detector(rules=rules, geo=geo))

@@ -96,12 +96,13 @@ def _run(args: argparse.Namespace) -> int:
     from authabuse.cli._input import events_from_args
     from authabuse.cli._report import replayable_logs, write_report
     from authabuse.detector import Detector
+    from authabuse.geo import resolver_from_paths
     from authabuse.parsers import ParseStats
     from authabuse.rules import load_rules
     from authabuse.scan import Scan
 
     rules = load_rules(args.rules) if args.rules else None
-    geo = _resolver(args.geo)
+    geo = resolver_from_paths(args.geo)  # no --geo: the embedded default data
     state = Path(args.state) if args.state else None
     if state is not None and state.exists():
         detector = Detector.load(state, rules=rules, geo=geo)
@@ -130,12 +131,6 @@ def _run(args: argparse.Namespace) -> int:
             write_report(args, records, geo, args.report)
     print(_footer(stats, detector, len(scan.summaries), len(flagged)), file=sys.stderr)
     return 1 if flagged else 0
-
-
-def _resolver(paths: list[str]) -> Any:
-    from authabuse.geo import resolver_from_paths
-
-    return resolver_from_paths(paths)  # no paths: the embedded default data
 
 
 def _table(out: TextIO, flagged: list[tuple[str, AccountSummary]]) -> None:

@@ -137,11 +137,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _build_detector(args: argparse.Namespace) -> tuple[Any, Any]:
     from authabuse.detector import Detector
     from authabuse.errors import ConfigurationError
-    from authabuse.geo import default_resolver, resolver_from_paths
+    from authabuse.geo import resolver_from_paths
     from authabuse.rules import load_rules
 
     rules = load_rules(args.rules) if args.rules else None
-    geo = resolver_from_paths(args.geo) if args.geo else default_resolver()
+    geo = resolver_from_paths(args.geo)  # no --geo: the embedded default data
     store: Any = None
     if args.store != "memory":
         if not args.store.startswith(("redis://", "rediss://", "unix://")):
