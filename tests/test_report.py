@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from authabuse import AuthAttempt, Delivery, Submission, parse_ip
+from authabuse.geo import ChainResolver, GeoResolver, RangeTable
 from authabuse.report import ReportBuilder, sanitize_text
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
@@ -28,7 +29,7 @@ def _events() -> Iterator[Any]:
     for i in range(1800):
         yield Submission(
             time=T0 + timedelta(seconds=i / 3),
-            ip=IPv4Address(f"198.51.100.{i % 3 + 1}"),
+            ip=IPv4Address(f"212.77.98.{i % 3 + 1}"),
             account="burst@example.jp",
             recipient_count=1,
         )
@@ -36,7 +37,7 @@ def _events() -> Iterator[Any]:
     for i in range(1000):
         yield Submission(
             time=T0 + timedelta(hours=20, seconds=37 * i),
-            ip=IPv4Address(0x0A000000 + (i % 500) * 256 + 7),
+            ip=IPv4Address(0x0B000000 + (i % 500) * 256 + 7),
             account="sprinkle@example.jp",
             recipient_count=3,
         )
@@ -52,24 +53,18 @@ def _events() -> Iterator[Any]:
     yield Delivery(time=T0, queue_id="Q", status="sent")
 
 
-class _Loc:
-    def __init__(self, country: str, asn: int) -> None:
-        self.country: str | None = country
-        self.asn: int | None = asn
-        self.org: str | None = f"Net {asn}"
-
-
-class _PrefixGeo:
-    """Places 10.x.y.0/24 in COUNTRIES by x.y and 198.51.100.0/24 in PL."""
-
-    def resolve(self, ip: Any) -> _Loc | None:
-        n = int(ip)
-        if n >> 24 == 10:
-            k = (n >> 8) & 0xFFFF
-            return _Loc(COUNTRIES[k % len(COUNTRIES)], 64500 + k % 7)
-        if str(ip).startswith("198.51.100."):
-            return _Loc("PL", 5617)
-        return None
+def _geo() -> GeoResolver:
+    """Real range tables: 11.x.y.0/24 spread over COUNTRIES, 212.77.98.0/24 in PL."""
+    blocks = [(f"11.{k >> 8}.{k & 255}.0", f"11.{k >> 8}.{k & 255}.255", k) for k in range(500)]
+    countries = RangeTable.from_rows(
+        [(a, b, COUNTRIES[k % len(COUNTRIES)]) for a, b, k in blocks]
+        + [("212.77.98.0", "212.77.98.255", "PL")]
+    )
+    asns = RangeTable.from_rows(
+        [(a, b, 64500 + k % 7, f"Net {64500 + k % 7}") for a, b, k in blocks]
+        + [("212.77.98.0", "212.77.98.255", 12827, "Wirtualna Polska Media S.A.")]
+    )
+    return ChainResolver([countries, asns])
 
 
 FINDINGS: list[dict[str, Any]] = [
@@ -79,7 +74,7 @@ FINDINGS: list[dict[str, Any]] = [
         "score": 12.5,
         "flagged_at": "2024-05-01T08:00:05+00:00",
         "reasons": [
-            {"rule": "ip-burst", "score": 8, "detail": "198.51.100.1 sent 20 mails in 10 s"}
+            {"rule": "ip-burst", "score": 8, "detail": "212.77.98.1 sent 20 mails in 10 s"}
         ],
         "distinct_ips": 4,
         "countries": {"PL": 1800},
@@ -126,7 +121,7 @@ class _Doc(html.parser.HTMLParser):
 
 
 def _build(figures: bool) -> tuple[ReportBuilder, str, _Doc]:
-    b = ReportBuilder(FINDINGS, geo=_PrefixGeo(), figures=figures, sources=["mail.log"])
+    b = ReportBuilder(FINDINGS, geo=_geo(), figures=figures, sources=["mail.log"])
     b.add_all(_events())
     text = b.html()
     doc = _Doc()
@@ -150,6 +145,10 @@ def test_tables_render_without_figures() -> None:
     assert "<td>2024-05-02</td><td>0</td><td>1</td>" in text
     # sprinkle shows its 10 countries, burst its three IPs with 600 each
     assert "500 source IPs" in text
+    # sources were placed by the real range tables: the burst's PL network, ten countries
+    assert "<td>AS12827</td><td>Wirtualna Polska Media S.A.</td>" in text
+    for cc in COUNTRIES:
+        assert f"<td>{cc}</td>" in text
     assert "at most 600 from one IP" in text
     assert "3 source IPs" in text or "4 source IPs" in text
 

@@ -39,13 +39,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from authabuse.errors import MissingExtraError
 from authabuse.events import AuthAttempt, Event, IPAddress, Submission
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from authabuse.geo import GeoResolver
 
 __all__ = ["ReportBuilder", "sanitize_text"]
 
@@ -55,16 +57,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u206
 _MAX_DRILLDOWNS = 100
 _TOP_ROWS = 15
 _MAX_FIGURE_ACCOUNTS = 10
-
-
-class _Located(Protocol):
-    country: str | None
-    asn: int | None
-    org: str | None
-
-
-class _Resolver(Protocol):
-    def resolve(self, ip: IPAddress, /) -> _Located | None: ...
 
 
 def sanitize_text(text: object, limit: int = 200) -> str:
@@ -116,8 +108,8 @@ class ReportBuilder:
 
     ``findings`` are the objects ``authabuse scan --json`` prints (one per flagged
     account). Feed every event of the scanned logs to :meth:`add` in log order, then call
-    :meth:`html` or :meth:`write`. ``geo`` places source addresses (any object with a
-    ``resolve(ip)`` method returning a location with ``country``, ``asn`` and ``org``);
+    :meth:`html` or :meth:`write`. ``geo`` places source addresses (any
+    :class:`~authabuse.geo.GeoResolver`);
     ``figures=None`` draws figures when matplotlib is installed, ``False`` never,
     ``True`` requires it.
 
@@ -129,7 +121,7 @@ class ReportBuilder:
         self,
         findings: Sequence[Mapping[str, Any]],
         *,
-        geo: _Resolver | None = None,
+        geo: GeoResolver | None = None,
         figures: bool | None = None,
         title: str = "authabuse report",
         sources: Sequence[str] = (),
