@@ -46,10 +46,12 @@ OUT = ROOT / "src" / "authabuse" / "data"
 
 
 def sha256(data: bytes) -> str:
+    """Return the hex SHA-256 of ``data`` (recorded as the upstream file's digest)."""
     return hashlib.sha256(data).hexdigest()
 
 
 def build_country(mmdb: Path) -> RangeTable:
+    """Build the embedded country table from the DB-IP Country Lite ``.mmdb``."""
     import maxminddb
 
     raw = mmdb.read_bytes()
@@ -86,6 +88,7 @@ def build_country(mmdb: Path) -> RangeTable:
 
 
 def build_asn(tgz: Path) -> RangeTable:
+    """Build the embedded ASN table from an npm pack of ip-location-db's ASN CSVs."""
     raw = tgz.read_bytes()
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar, tempfile.TemporaryDirectory() as tmp:
         wanted = {"package/package.json", "package/asn-ipv4.csv", "package/asn-ipv6.csv"}
@@ -94,7 +97,8 @@ def build_asn(tgz: Path) -> RangeTable:
             raise SystemExit(f"{tgz}: expected {sorted(wanted)}")
         for m in members:
             extracted = tar.extractfile(m)
-            assert extracted is not None
+            if extracted is None:
+                raise SystemExit(f"{tgz}: {m.name} cannot be read")
             (Path(tmp) / Path(m.name).name).write_bytes(extracted.read())
         package = json.loads((Path(tmp) / "package.json").read_text())
         version = package["version"]
@@ -123,6 +127,7 @@ def build_asn(tgz: Path) -> RangeTable:
 
 
 def main() -> int:
+    """Rebuild both embedded tables (byte-identical output for the same inputs)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--country-mmdb", type=Path, default=DEFAULT_MMDB)
     ap.add_argument("--asn-tgz", type=Path, required=True, help="npm pack of @ip-location-db/asn")

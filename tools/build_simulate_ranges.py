@@ -132,7 +132,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915  # one selection rule per role, top
         for version, first, last, cc, number, org, role in rows:
             cls = IPv4Address if version == 4 else IPv6Address
             w.writerow((cls(first), cls(last), cc, number, org, role))
-    roles = defaultdict(int)
+    roles: defaultdict[str, int] = defaultdict(int)
     for r in rows:
         roles[r[6]] += 1
     print(f"{OUT}: {len(rows)} blocks, {dict(roles)}")
