@@ -18,8 +18,11 @@ from authabuse.errors import ConfigurationError
 
 def test_hash_is_stable_reference_values() -> None:
     # Reference values pinned forever: changing them breaks merging with stored sketches.
-    assert hash64(0) == 0xE220A8397B1DCDAF
-    assert hash64(1) == 0x910A2DEC89025CC1
+    assert hash64(0) == 0x7D8BDF20CA2C04CA
+    assert hash64(1) == 0x30A03AE6288DF77E
+    assert hash64(2**32 - 1) == 0x48177FA0D02B463D
+    assert hash64(2**32) == 0xBFC73EFE9A5A5CE6
+    assert hash64(2**64 - 1) == 0x0CA94FFBC2677E32
     assert hash64(b"") == int.from_bytes(
         __import__("hashlib").blake2b(b"", digest_size=8).digest(), "little"
     )
@@ -28,6 +31,31 @@ def test_hash_is_stable_reference_values() -> None:
     v6 = IPv6Address("2001:db8::1")
     assert hash64(v6) == mix64(mix64(int(v6) & (2**64 - 1)) ^ (int(v6) >> 64))
     assert hash64(2**64 - 1) != hash64(2**64)
+
+
+def test_hash_follows_its_documented_steps() -> None:
+    # hash id 3 as docs/design.md and _hash.py state it, written out independently
+    def reference(x: int) -> int:
+        z = x ^ (x >> 32)
+        z = (z * 0xBF58476D1CE4E5B9 + 0x9E3779B97F4A7C15) % 2**64
+        z ^= z >> 29
+        return (z * 0x94D049BB133111EB) % 2**64
+
+    rng = random.Random(3)
+    edges = [0, 1, 2**31, 2**32 - 1, 2**32, 2**32 + 1, 2**63, 2**64 - 1]
+    for x in edges + [rng.getrandbits(k) for k in (8, 32, 33, 64) for _ in range(200)]:
+        assert hash64(x) == mix64(x) == reference(x), x
+        # add()'s inlined fast path (x < 2**32) and its fallback store the same hash
+        h = HyperLogLog()
+        h.add(x)
+        assert h.to_bytes()[6:14] == reference(x).to_bytes(8, "little"), x
+
+
+def test_sketches_of_the_old_hash_are_refused_clearly() -> None:
+    # a sketch written before hash id 3 (SplitMix64, id 1): same format, other hash
+    old = bytes.fromhex("4148010e0100") + (0xE220A8397B1DCDAF).to_bytes(8, "little")
+    with pytest.raises(IncompatibleError, match=r"hash id 1 \(SplitMix64.*rebuild"):
+        HyperLogLog.from_bytes(_with_crc(old))
 
 
 def test_hash_rejects_bad_members() -> None:

@@ -17,8 +17,8 @@ from math import inf, log, sqrt
 from typing import Any, Final
 
 from authabuse.counters._hash import (
-    GOLDEN,
     HASH_ID,
+    OLD_HASH_IDS,
     Member,
     hash64,
 )
@@ -119,9 +119,14 @@ class _Params:
 
 
 _PARAMS: Final = {p: _Params(p) for p in range(MIN_PRECISION, MAX_PRECISION + 1)}
-_KEYS: Final = {p: (64 - p, (1 << (64 - p)) - 1, 65 - p) for p in _PARAMS}
-# Ints below this skip the first "mod 2**64" of SplitMix64 (x + GOLDEN cannot overflow).
-_FAST_INT_LIMIT: Final = (1 << 64) - GOLDEN
+# Per precision, shared by every sketch: (q, 2**q - 1, limits) for q = 64 - p, where
+# limits[r] = 2**(q - r) for 0 <= r <= q and limits[q + 1] = 0. With w = h & (2**q - 1),
+# the register value of hash h is rho = q + 1 - w.bit_length(), and rho > r exactly when
+# w < limits[r]: add() compares without computing rho (only a register raise needs it).
+_KEYS: Final = {
+    p: (64 - p, (1 << (64 - p)) - 1, (*(1 << (64 - p - r) for r in range(65 - p)), 0))
+    for p in _PARAMS
+}
 
 
 class HyperLogLog:
@@ -166,7 +171,7 @@ class HyperLogLog:
     __slots__ = ("_c0", "_data", "_k", "_p", "_sat", "_w")
 
     _p: int
-    _k: tuple[int, int, int]  # (q, 2**q - 1, q + 1) for q = 64 - p, shared per precision
+    _k: tuple[int, int, tuple[int, ...]]  # (q, 2**q - 1, limits): see _KEYS
     _data: array[int] | bytearray
     _c0: int  # number of zero registers (register tiers; 0 in the exact tier)
     _w: int  # sum of 2**(q - r) over registers 0 < r <= q
@@ -214,22 +219,21 @@ class HyperLogLog:
 
     def add(self, member: Member) -> None:
         """Add one member (``bytes``, ``str``, non-negative ``int`` or IP address object)."""
-        # SplitMix64 inlined with literal constants (see _hash.py): the hot path for IPs.
-        if type(member) is int and -1 < member < 0x61C8864680B583EB:  # _FAST_INT_LIMIT
-            z = member + 0x9E3779B97F4A7C15
-            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-            z ^= z >> 31
+        # Hash id 3 inlined for ints below 2**32 (IPv4), where its first xorshift is the
+        # identity (see _hash.py); everything else goes through hash64.
+        if type(member) is int and -1 < member < 0x100000000:
+            z = (member * 0xBF58476D1CE4E5B9 + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+            z = ((z ^ (z >> 29)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
         else:
             z = hash64(member)
         data = self._data
-        if type(data) is bytearray:
-            q, mask, q1 = self._k
+        if type(data) is bytearray:  # dense: the common tier of a busy sketch
+            q, mask, limits = self._k
             idx = z >> q
-            rho = q1 - (z & mask).bit_length()
-            if rho > data[idx]:
-                self._raise_register(data, idx, rho)
-        elif data.typecode == _EXACT_CODE:  # type: ignore[union-attr]  # not bytearray here
+            w = z & mask
+            if w < limits[data[idx]]:  # the register rises (rho > its value)
+                self._raise_register(data, idx, w)
+        elif data.typecode == "Q":  # type: ignore[union-attr]  # exact (_EXACT_CODE): an array
             pos = bisect_left(data, z)
             if pos == len(data) or data[pos] != z:
                 if len(data) < EXACT_LIMIT:
@@ -239,14 +243,16 @@ class HyperLogLog:
         else:
             self._add_sparse(z)
 
-    def _raise_register(self, data: bytearray, idx: int, rho: int) -> None:
+    def _raise_register(self, data: bytearray, idx: int, w: int) -> None:
+        q = self._k[0]
+        rho = q + 1 - w.bit_length()
         old = data[idx]
         data[idx] = rho
         weights = _PARAMS[self._p].weights
         self._w += weights[rho] - weights[old]
         if not old:
             self._c0 -= 1
-        if rho == self._k[2]:
+        if rho > q:
             self._sat += 1
 
     def _add_sparse(self, h: int) -> None:
@@ -302,11 +308,9 @@ class HyperLogLog:
         """Add a chunk of members to the exact or sparse tier in one pass."""
         hashes = []
         for member in members:
-            if type(member) is int and -1 < member < 0x61C8864680B583EB:
-                z = member + 0x9E3779B97F4A7C15
-                z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-                z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-                hashes.append(z ^ (z >> 31))
+            if type(member) is int and -1 < member < 0x100000000:
+                z = (member * 0xBF58476D1CE4E5B9 + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+                hashes.append(((z ^ (z >> 29)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF)
             else:
                 hashes.append(hash64(member))
         data = self._data
@@ -321,7 +325,8 @@ class HyperLogLog:
             else:
                 self._leave_exact(merged)
             return
-        q, mask, q1 = self._k
+        q, mask, _ = self._k
+        q1 = q + 1
         regs = {e >> 6: e & 63 for e in data}
         get = regs.get
         for z in hashes:
@@ -335,24 +340,24 @@ class HyperLogLog:
         data = self._data
         if not isinstance(data, bytearray):  # pragma: no cover - internal misuse
             raise TypeError("dense tier expected")
-        q, mask, q1 = self._k
+        q, mask, limits = self._k
+        q1 = q + 1
         weights = _PARAMS[self._p].weights
         w = self._w
         c0 = self._c0
         sat = self._sat
         try:
             for member in members:
-                if type(member) is int and -1 < member < 0x61C8864680B583EB:
-                    z = member + 0x9E3779B97F4A7C15
-                    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-                    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-                    z ^= z >> 31
+                if type(member) is int and -1 < member < 0x100000000:
+                    z = (member * 0xBF58476D1CE4E5B9 + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+                    z = ((z ^ (z >> 29)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
                 else:
                     z = hash64(member)
                 idx = z >> q
-                rho = q1 - (z & mask).bit_length()
+                z &= mask
                 old = data[idx]
-                if rho > old:
+                if z < limits[old]:
+                    rho = q1 - z.bit_length()
                     data[idx] = rho
                     w += weights[rho] - weights[old]
                     if not old:
@@ -582,14 +587,14 @@ class HyperLogLog:
     def to_bytes(self) -> bytes:
         """Serialize: a 6-byte header, the payload, then a CRC-32 of all before it.
 
-        Header: magic ``b"AH"``, format version (1), precision, hash id (1), encoding
+        Header: magic ``b"AH"``, format version (1), precision, hash id (3), encoding
         (0 exact: sorted 8-byte little-endian hashes; 1 sparse: 3-byte little-endian
         ``index << 6 | value`` per nonzero register, by index; 2 dense: registers packed
         6 bits each, big-endian bit order, ``3 * 2**p / 4`` bytes). The CRC-32 (zlib,
         little-endian) covers header and payload.
 
         >>> HyperLogLog(12).to_bytes().hex()
-        '4148010c0100a2c4f8b5'
+        '4148010c030020a6ce87'
         """
         data = self._data
         if isinstance(data, bytearray):
@@ -636,8 +641,10 @@ class HyperLogLog:
         if zlib.crc32(buf[:-_TRAILER]) != int.from_bytes(buf[-_TRAILER:], "little"):
             raise CorruptDataError("HyperLogLog bytes corrupt or truncated (CRC mismatch)")
         if hash_id != HASH_ID:
+            known = f" ({OLD_HASH_IDS[hash_id]})" if hash_id in OLD_HASH_IDS else ""
             raise IncompatibleError(
-                f"HyperLogLog uses hash id {hash_id}; this release knows hash id {HASH_ID}"
+                f"HyperLogLog uses hash id {hash_id}{known}; this release uses hash id "
+                f"{HASH_ID} and cannot read or merge it: rebuild the counts from the events"
             )
         if not MIN_PRECISION <= p <= MAX_PRECISION:
             raise CorruptDataError(f"HyperLogLog precision {p} out of range")

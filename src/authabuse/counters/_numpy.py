@@ -1,7 +1,7 @@
 """Vectorised batch operations for the ``numpy`` extra, bit-identical to the pure path.
 
-:func:`hash_array` is the same hash as :func:`~authabuse.counters.hash64` for integers
-below 2**64, computed with numpy's wrapping ``uint64`` arithmetic; :func:`update_array`
+:func:`hash_array` is the same hash as :func:`~authabuse.counters.hash64` (id 3) for
+integers below 2**64, computed with numpy's wrapping ``uint64`` arithmetic; :func:`update_array`
 and :func:`union_all` produce exactly the sketch (same tier, same bytes) the pure
 ``add``/``merge`` would. The tests check both claims on random and adversarial inputs.
 
@@ -21,7 +21,7 @@ from array import array
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from authabuse.counters._hash import C1, C2, GOLDEN
+from authabuse.counters._hash import K0, K1, K2, SHIFT
 from authabuse.counters._hll import _EXACT_CODE, _PARAMS, EXACT_LIMIT, HyperLogLog
 from authabuse.errors import MissingExtraError
 
@@ -60,10 +60,9 @@ def hash_array(values: npt.ArrayLike) -> np.ndarray[Any, np.dtype[np.uint64]]:
     if a.dtype.kind == "i" and a.size and int(a.min()) < 0:
         raise ValueError("negative integers cannot be sketch members")
     z = a.astype(np.uint64).ravel()
-    z = z + np.uint64(GOLDEN)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(C1)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(C2)
-    z ^= z >> np.uint64(31)
+    z = (z ^ (z >> np.uint64(32))) * np.uint64(K1) + np.uint64(K0)
+    z ^= z >> np.uint64(SHIFT)
+    z *= np.uint64(K2)
     return z  # type: ignore[no-any-return]  # numpy is untyped here (imported lazily)
 
 
