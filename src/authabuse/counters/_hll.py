@@ -230,9 +230,16 @@ class HyperLogLog:
         if type(data) is bytearray:  # dense: the common tier of a busy sketch
             q, mask, limits = self._k
             idx = z >> q
-            w = z & mask
-            if w < limits[data[idx]]:  # the register rises (rho > its value)
-                self._raise_register(data, idx, w)
+            z &= mask
+            old = data[idx]
+            if z < limits[old]:  # the register rises (rho > old), inlined: no call
+                data[idx] = rho = q + 1 - z.bit_length()
+                weights = _PARAMS[self._p].weights
+                self._w += weights[rho] - weights[old]
+                if not old:
+                    self._c0 -= 1
+                if rho > q:
+                    self._sat += 1
         elif data.typecode == "Q":  # type: ignore[union-attr]  # exact (_EXACT_CODE): an array
             pos = bisect_left(data, z)
             if pos == len(data) or data[pos] != z:
@@ -243,39 +250,30 @@ class HyperLogLog:
         else:
             self._add_sparse(z)
 
-    def _raise_register(self, data: bytearray, idx: int, w: int) -> None:
-        q = self._k[0]
-        rho = q + 1 - w.bit_length()
-        old = data[idx]
-        data[idx] = rho
-        weights = _PARAMS[self._p].weights
-        self._w += weights[rho] - weights[old]
-        if not old:
-            self._c0 -= 1
-        if rho > q:
-            self._sat += 1
-
     def _add_sparse(self, h: int) -> None:
         data = self._data
-        q = 64 - self._p
+        q, mask, limits = self._k
         idx = h >> q
-        rho = q + 1 - (h & ((1 << q) - 1)).bit_length()
+        h &= mask
         key = idx << 6
         pos = bisect_left(data, key)
         if pos < len(data) and data[pos] >> 6 == idx:
             old = data[pos] & 63
-            if rho <= old:
+            if h >= limits[old]:  # a repeat or a lower value: nothing to do
                 return
+            rho = q + 1 - h.bit_length()
             data[pos] = key | rho
         else:
             old = 0
+            rho = q + 1 - h.bit_length()
             data.insert(pos, key | rho)
             self._c0 -= 1
-        weights = _PARAMS[self._p].weights
+        params = _PARAMS[self._p]
+        weights = params.weights
         self._w += weights[rho] - weights[old]
         if rho > q:
             self._sat += 1
-        if len(data) > _PARAMS[self._p].sparse_limit:
+        if len(data) > params.sparse_limit:
             self._set_registers(self._dense_registers())
 
     def update(self, members: Iterable[Member]) -> None:
