@@ -207,7 +207,7 @@ def envelope_pass(path: Path) -> int:
                 handler = parser._route(prog)
             when = cache.get(bsd)
             if when is None:
-                when = parser._stamp(bsd, iso, tai)
+                when = parser._stamp(bsd, iso, tai, [])
             n += 1
     return n
 

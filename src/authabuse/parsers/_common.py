@@ -38,6 +38,11 @@ class LineError(Exception):
         self.invalid_ip = invalid_ip
 
 
+_CHECK_EVERY = timedelta(seconds=1)  # log time between two looks for expired joins
+
+_new = object.__new__
+_from_bytes = int.from_bytes  # big-endian by default
+
 _IP_CACHE: dict[str, IPAddress] = {}
 _IP_CACHE_MAX = 65536
 
@@ -70,8 +75,10 @@ def ip_or_bad(text: str) -> IPAddress:
 
     Plain dotted quads and IPv6 addresses go through the C library's ``inet_pton``
     (about five times faster than :mod:`ipaddress`'s parser on a cache miss, and botnet
-    logs are mostly misses); anything else (brackets, Sendmail's ``IPv6:``, zone ids) is
-    left to ``parse_ip``. The result is the same object type and value either way.
+    logs are mostly misses; a dotted quad it accepted fills an ``IPv4Address`` slot
+    directly, skipping the constructor's checks, which halves the rest); anything else
+    (brackets, Sendmail's ``IPv6:``, zone ids) is left to ``parse_ip``. The result is the
+    same object type and value either way.
 
     >>> ip_or_bad("::ffff:192.0.2.1"), ip_or_bad("[IPv6:2001:DB8::1]")
     (IPv4Address('192.0.2.1'), IPv6Address('2001:db8::1'))
@@ -84,8 +91,9 @@ def ip_or_bad(text: str) -> IPAddress:
             v6 = IPv6Address(inet_pton(AF_INET6, text))
             mapped = v6.ipv4_mapped
             ip = v6 if mapped is None else mapped
-        else:
-            ip = IPv4Address(inet_pton(AF_INET, text))
+        else:  # inet_pton validated it: fill the address without IPv4Address's checks
+            ip = _new(IPv4Address)
+            ip._ip = _from_bytes(inet_pton(AF_INET, text))  # type: ignore[attr-defined]  # its slot
     except (OSError, ValueError):
         try:
             ip = parse_ip(text)
@@ -195,6 +203,7 @@ class Context:
     __slots__ = (
         "auth_failures",
         "authed",
+        "check_at",
         "clock",
         "expired",
         "failed",
@@ -228,8 +237,28 @@ class Context:
         # Dovecot: failures its auth process reported, per session id
         self.auth_failures: dict[str, int] = {}
         self.now: datetime | None = None
+        self.check_at: datetime | None = None  # next log time at which joins are expired
         self.expired = 0
         self.clock = clock
+
+    def tick(self, when: datetime, out: list[Event]) -> None:
+        """Log time is now ``when`` (a freshly parsed stamp): expire joins once per second.
+
+        Called for every stamp the clock parses (a stamp found in the clock's cache was
+        already seen, so it cannot be later than the next check point): the check depends
+        on log time only, never on how the input was cut into lines or blocks.
+        """
+        self.now = when
+        check = self.check_at
+        if check is None or when >= check:
+            first = self.expire(out)
+            # Nothing can expire before the oldest waiting message reaches the timeout
+            # (looking for it costs more than it seems: a dict whose front entries were
+            # deleted is walked from its start).
+            soonest = when + _CHECK_EVERY
+            if first is not None and first + self.join_timeout > soonest:
+                soonest = first + self.join_timeout
+            self.check_at = soonest
 
     def add_pending(self, key: tuple[str | None, str], msg: Pending, out: list[Event]) -> None:
         """Start waiting for ``msg``; emit (as expired) anything beyond the bounds."""
@@ -255,21 +284,26 @@ class Context:
                 del sessions[next(iter(sessions))]
         return state
 
-    def expire(self, out: list[Event]) -> None:
-        """Emit messages that waited longer than ``join_timeout`` behind the newest line."""
+    def expire(self, out: list[Event]) -> datetime | None:
+        """Emit messages that waited longer than ``join_timeout`` behind the newest line.
+
+        Messages are looked at in arrival order, up to the first one still in time;
+        returns that one's time (``None`` if none waits).
+        """
         now = self.now
         pending = self.pending
         if now is None or not pending:
-            return
+            return None
         cutoff = now - self.join_timeout
         while pending:
             key = next(iter(pending))
             msg = pending[key]
             if msg.time >= cutoff:
-                break
+                return msg.time
             del pending[key]
             self.expired += 1
             out.append(msg.event())
+        return None
 
     def flush(self, out: list[Event]) -> int:
         """Emit every message still waiting; return how many there were."""

@@ -11,6 +11,7 @@ from itertools import islice
 from authabuse.errors import ConfigurationError, InvalidEventError, ParseError
 from authabuse.events import Event, event_from_json
 
+from ._bulk import feed_block
 from ._common import Context, Handler, LineError, redact
 from ._dovecot import DovecotParser
 from ._exim import EXIM_STAMP, EximParser
@@ -24,12 +25,13 @@ __all__ = ["DEFAULT_MAX_LINE", "FORMATS", "LogParser", "parse_line"]
 FORMATS = ("auto", "postfix", "dovecot", "exim", "sendmail", "jsonl")
 """The names ``format=`` (and ``--format``) accepts."""
 
+_BULK_FORMATS = ("auto", "postfix")  # formats the whole-block Postfix path serves
+
 DEFAULT_MAX_LINE = 32768
 """Longest line (in bytes) that is parsed; longer lines are counted and skipped."""
 
 # Dovecot 1.x log_path lines put the level where syslog puts the program
 _LEVELS = frozenset({"Info", "Warning", "Error", "Fatal", "Panic", "Debug"})
-_EXPIRE_MASK = 4095  # check for expired joins every 4096 lines
 
 # timestamp (BSD syslog | RFC 3339 / ISO | TAI64N), optional host, program[pid]: message
 _STAMP = (
@@ -201,9 +203,6 @@ class LogParser:
                 stats.irrelevant += 1
                 return
         start = len(out)
-        if not stats.lines & _EXPIRE_MASK:
-            self._ctx.expire(out)
-            stats.expired_joins = self._ctx.expired
         try:
             m = _ENVELOPE_MATCH(text)
             if m is not None:
@@ -220,9 +219,9 @@ class LogParser:
                 if bsd is not None:
                     when = self._bsd_cache.get(bsd)
                     if when is None:
-                        when = self._stamp(bsd, None, None)
+                        when = self._stamp(bsd, None, None, out)
                 else:
-                    when = self._stamp(None, iso, tai)
+                    when = self._stamp(None, iso, tai, out)
                 self._ctx.now = when
                 used = handler(when, host, prog, pid, msg, out)
             else:
@@ -251,6 +250,22 @@ class LogParser:
             else:
                 self._count_events(out, start)
 
+    def feed_block(self, text: str, count: int, out: list[Event]) -> int:
+        """Parse a block of decoded lines numbered ``count + 1``, ...; return how many.
+
+        ``text`` ends with a newline (or is empty), decoded from valid UTF-8, and none of
+        its lines is ``max_line`` bytes or longer. Results and statistics are exactly
+        those of feeding the lines one by one. Postfix logs (format ``auto`` or
+        ``postfix``, not strict) take the whole-block fast path of ``_bulk.py``; anything
+        else goes through :meth:`feed_lines`.
+        """
+        if self.format in _BULK_FORMATS and not self.strict and "\r" not in text:
+            return feed_block(self, text, count, out)
+        lines = text.split("\n")
+        lines.pop()  # the block ends with a newline
+        self.feed_lines(lines, count, out, has_cr="\r" in text)
+        return len(lines)
+
     def feed_lines(
         self, lines: list[str], count: int, out: list[Event], *, has_cr: bool = True
     ) -> None:
@@ -277,9 +292,6 @@ class LogParser:
                 if "]: connect from " in line or ": message-id=" in line:
                     irrelevant += 1
                     continue
-                if not (base + done) & _EXPIRE_MASK:
-                    ctx.expire(out)
-                    stats.expired_joins = ctx.expired
                 try:
                     m = match(line)
                     if m is not None:
@@ -292,7 +304,7 @@ class LogParser:
                             continue
                         when = bsd_cache.get(bsd)  # bsd is None: no entry, parsed below
                         if when is None:
-                            when = self._stamp(bsd, iso, tai)
+                            when = self._stamp(bsd, iso, tai, out)
                         ctx.now = when
                         if handler(when, host, prog, pid, msg, out):
                             used += 1
@@ -327,15 +339,23 @@ class LogParser:
             return True
         return False
 
-    def _stamp(self, bsd: str | None, iso: str | None, tai: str | None) -> datetime:
+    def _stamp(
+        self, bsd: str | None, iso: str | None, tai: str | None, out: list[Event]
+    ) -> datetime:
+        """Parse a stamp the cache did not have; expire old joins when time moved on."""
         try:
             if bsd is not None:
-                return self.clock.bsd(bsd)
-            if iso is not None:
-                return self.clock.iso(iso)
-            return self.clock.tai64n(tai or "")
+                when = self.clock.bsd(bsd)
+            elif iso is not None:
+                when = self.clock.iso(iso)
+            else:
+                when = self.clock.tai64n(tai or "")
         except ValueError:
             raise LineError(f"bad time stamp {(bsd or iso or tai)!r}") from None
+        ctx = self._ctx
+        ctx.tick(when, out)
+        self.stats.expired_joins = ctx.expired
+        return when
 
     def _other(self, text: str, out: list[Event]) -> bool:
         """Lines without a syslog envelope: JSON, Exim's main log, journal exports."""
@@ -343,8 +363,7 @@ class LogParser:
         a = _ENVELOPE_AUTH.match(text)
         if a is not None and self._forced in (None, self._dovecot):
             bsd, iso, tai, host, prog, msg = a.groups()
-            when = self._stamp(bsd, iso, tai)
-            self._ctx.now = when
+            when = self._stamp(bsd, iso, tai, out)
             return self._dovecot.handle(when, host, prog, None, msg, out)
         first = text[:1]
         if first == "{":
@@ -356,8 +375,7 @@ class LogParser:
         if first.isdigit() and self._forced in (None, self._exim):
             e = EXIM_STAMP.match(text)
             if e is not None:
-                when = self._stamp(None, e.group(1), None)
-                self._ctx.now = when
+                when = self._stamp(None, e.group(1), None, out)
                 return self._exim.handle(when, None, "exim", None, text[e.end() :], out)
         h = _HOST_PROG.match(text)
         if h is not None and self._forced in (None, self._exim):

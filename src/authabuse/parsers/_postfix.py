@@ -27,10 +27,11 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 
+from authabuse.errors import InvalidEventError
 from authabuse.events import Event
 
 from ._common import Context, LineError, Pending, ip_or_bad
-from ._fast import new_auth, new_delivery
+from ._fast import MAX_ACCOUNT, new_auth, new_delivery
 
 __all__ = ["PostfixParser"]
 
@@ -155,6 +156,8 @@ class PostfixParser:
                 if m is None:
                     raise LineError("qmgr from= line without size= and nrcpt=")
                 sender, size, nrcpt = m.groups()
+                if len(size) > 18 or len(nrcpt) > 18:
+                    raise LineError("size= or nrcpt= out of range")
                 pending.done = True
                 pending.sender = sender
                 pending.size = int(size)
@@ -220,6 +223,8 @@ class PostfixParser:
             ip = ip_or_bad(ip_text)
             if not qid.isalnum():
                 raise LineError(f"bad queue id {qid[:40]!r}")
+            if len(account) > MAX_ACCOUNT:  # refused before it enters any join state
+                raise InvalidEventError(f"account name longer than {MAX_ACCOUNT} characters")
             key = (host, pid or "")
             authed = ctx.authed
             if authed.get(key) != account:
@@ -320,18 +325,10 @@ class PostfixParser:
         ctx = self.ctx
         ctx.authed.pop(key, None)
         logged = ctx.failed.pop(key, 0)
-        i = msg.find(" auth=")
-        if i < 0:
+        failed = auth_failures(msg)
+        if failed is None:
             return False
-        j = msg.find(" ", i + 6)
-        value = msg[i + 6 : j] if j > 0 else msg[i + 6 :]
-        slash = value.find("/")
-        if slash < 0:
-            return False  # auth=1: every AUTH succeeded
-        ok, total = value[:slash], value[slash + 1 :]
-        if not (ok.isdigit() and total.isdigit()):
-            raise LineError(f"bad auth= statistics {value[:20]!r}")
-        failed = int(total) - int(ok) - logged
+        failed -= logged
         if failed <= 0:
             return True
         m = _DISCONNECT.match(msg)
@@ -348,6 +345,30 @@ class PostfixParser:
             )
         )
         return True
+
+
+def auth_failures(msg: str) -> int | None:
+    """Count the failed AUTH commands of a ``disconnect`` line's ``auth=S/T`` (``None``: none).
+
+    ``auth=1`` (no slash: every AUTH succeeded) and a line without ``auth=`` give ``None``.
+
+    >>> auth_failures("disconnect from x[192.0.2.1] ehlo=1 auth=0/3 commands=1/4")
+    3
+    >>> auth_failures("disconnect from x[192.0.2.1] ehlo=1 auth=1 quit=1") is None
+    True
+    """
+    i = msg.find(" auth=")
+    if i < 0:
+        return None
+    j = msg.find(" ", i + 6)
+    value = msg[i + 6 : j] if j > 0 else msg[i + 6 :]
+    slash = value.find("/")
+    if slash < 0:
+        return None  # auth=1: every AUTH succeeded
+    ok, total = value[:slash], value[slash + 1 :]
+    if not (ok.isdecimal() and total.isdecimal() and len(value) < 40):
+        raise LineError(f"bad auth= statistics {value[:20]!r}")
+    return int(total) - int(ok)
 
 
 _SERVICES: dict[str, str] = {}

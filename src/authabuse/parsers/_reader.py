@@ -133,6 +133,26 @@ def iter_events(
     yield from parser.flush()
 
 
+def _lines_shorter_than(block: bytes, limit: int) -> bool:
+    r"""Whether every line of ``block`` (which ends with a newline) is under ``limit`` bytes.
+
+    Hops from newline to newline ``limit`` bytes at a time (``rfind`` in C), so a block is
+    scanned about once, without cutting it into lines.
+
+    >>> _lines_shorter_than(b"ab\nc\n" * 40, 3), _lines_shorter_than(b"ab\nabc\n" * 40, 3)
+    (True, False)
+    """
+    n = len(block)
+    rfind = block.rfind
+    at = 0
+    while at < n:
+        cut = rfind(b"\n", at, at + limit)
+        if cut < 0:
+            return False
+        at = cut + 1
+    return True
+
+
 def _parse_file(parser: LogParser, fh: BinaryIO, max_line: int, strict: bool) -> Iterator[Event]:
     """Feed every line of ``fh`` to ``parser``; yield the events in order.
 
@@ -147,7 +167,7 @@ def _parse_file(parser: LogParser, fh: BinaryIO, max_line: int, strict: bool) ->
     """
     read = getattr(fh, "read1", None) or fh.read
     out: list[Event] = []
-    feed_lines = parser.feed_lines
+    feed_block = parser.feed_block
     feed_into = parser.feed_into
     lineno = 0
     carry = b""
@@ -183,26 +203,14 @@ def _parse_file(parser: LogParser, fh: BinaryIO, max_line: int, strict: bool) ->
             carry = b""
         if not block:
             continue
-        lines: list[str] | None = None
-        has_cr = True
+        text: str | None
         try:
             text = block.decode()
         except UnicodeDecodeError:
-            pass
-        else:
-            lines = text.split("\n")
-            lines.pop()  # the block ends with a newline
-            if len(text) != len(block):  # multi-byte characters: measure the bytes
-                longest = max(map(len, block.split(b"\n")))
-            else:
-                longest = max(map(len, lines))
-            if longest >= max_line:
-                lines = None
-            has_cr = "\r" in text
+            text = None
         try:
-            if lines is not None:
-                feed_lines(lines, lineno, out, has_cr=has_cr)
-                lineno += len(lines)
+            if text is not None and _lines_shorter_than(block, max_line):
+                lineno += feed_block(text, lineno, out)
             else:
                 for raw in block.split(b"\n")[:-1]:
                     lineno += 1
