@@ -82,3 +82,23 @@ def test_order_of_adds_does_not_matter(items: list[int | bytes | str]) -> None:
         b.add(m)
     assert a == b
     assert a.estimate() == b.estimate()
+
+
+ints_around_the_fast_path = st.one_of(
+    st.integers(0, 2**32 - 1),  # add()'s inlined hash
+    st.integers(2**32 - 3, 2**32 + 3),  # its edge
+    st.integers(2**32, 2**64 - 1),  # hash64's first limb
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(ints_around_the_fast_path, max_size=400), st.sampled_from([4, 6, 8]))
+def test_one_by_one_adds_equal_update_in_every_tier(items: list[int], p: int) -> None:
+    # add() inlines the hash and the register raise; update() and hash64 do not
+    a, b = HyperLogLog(p), HyperLogLog(p)
+    for m in items:
+        a.add(m)
+    b.update(items)
+    assert a == b
+    assert a.to_bytes() == b.to_bytes()
+    assert a.estimate() == b.estimate()
