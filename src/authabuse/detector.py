@@ -576,8 +576,6 @@ class Detector:
                 raise ConfigurationError(
                     f"a rule reads {name!r} but the detector's windows are {short} and {long}"
                 )
-        if store is not None:
-            raise ConfigurationError("external counter stores are not supported yet")
         if isinstance(geo, str) and geo == "default":
             geo = _default_geo()
         self.geo = geo
@@ -602,6 +600,11 @@ class Detector:
         self._lw = self.config.long_window
         self._swept = -1
         self._ok_action = self.rules.policy.action(Level.OK)
+        self._store: Any = None
+        if store is not None:  # shared state in a CounterStore (authabuse._store_detector)
+            from authabuse._store_detector import StoreState
+
+            self._store = StoreState(self, store)
 
     # ------------------------------------------------------------------ public verbs
 
@@ -610,6 +613,8 @@ class Detector:
         ctx = self._context(event)
         if ctx is None or ctx.account is None:
             return self._ok(event, ctx)
+        if self._store is not None:
+            return self._store.check(ctx)  # type: ignore[no-any-return]  # a Verdict
         acct = self._accts.get(ctx.account)
         if isinstance(acct, bytes):
             acct = _unpack(acct)
@@ -631,6 +636,9 @@ class Detector:
         The networks and countries of the account's current windows join its usual
         ones, its learned peaks rise to the current volume, and its flag is cleared.
         """
+        if self._store is not None:
+            self._store.mark_benign(account)
+            return
         acct = self._accts.get(account)
         if acct is None:
             self._benign.add(account)
@@ -646,8 +654,20 @@ class Detector:
         acct.flag_t = 0.0
 
     def memory_usage(self) -> dict[str, int]:
-        """Estimate the bytes held, with the number of accounts and addresses kept."""
+        """Estimate the bytes held, with the number of accounts and addresses kept.
+
+        With a store, ``bytes`` is what this process holds (its geo cache), the store's
+        own figure is ``store_bytes``, and ``accounts``/``ips`` are 0 (the store keeps
+        them; counting them means walking the store, see :meth:`accounts`).
+        """
         size = sys.getsizeof
+        if self._store is not None:
+            return {
+                "bytes": size(self._geo_cache) + len(self._geo_cache) * 120,
+                "store_bytes": int(self._store.store.memory_usage()),
+                "accounts": 0,
+                "ips": 0,
+            }
         total = size(self._accts) + size(self._ips) + size(self._geo_cache)
         for name, a in self._accts.items():
             total += _acct_size(name, a) if isinstance(a, _Acct) else size(name) + 40 + size(a)
@@ -657,10 +677,18 @@ class Detector:
         return {"bytes": total, "accounts": len(self._accts), "ips": len(self._ips)}
 
     def __len__(self) -> int:
+        if self._store is not None:
+            return sum(1 for _ in self._store.accounts())
         return len(self._accts)
 
     def accounts(self) -> Iterator[str]:
-        """Iterate over the accounts currently kept."""
+        """Iterate over the accounts currently kept.
+
+        With a store: the accounts with a record in it (a walk over the store's keys,
+        e.g. a Redis ``SCAN``: for administration, not per event).
+        """
+        if self._store is not None:
+            return self._store.accounts()  # type: ignore[no-any-return]  # Iterator[str]
         return iter(self._accts)
 
     # ------------------------------------------------------------------ persistence
@@ -672,7 +700,16 @@ class Detector:
         body) followed by the gzip-compressed JSON body. It is written to a temporary
         file in the same directory, flushed to disk and renamed over ``path``, so a
         crash leaves either the old or the new state, never a torn one.
+
+        A detector on a store has nothing of its own to save (the store holds the
+        state; Redis persists it itself) and raises
+        :class:`~authabuse.errors.ConfigurationError`.
         """
+        if self._store is not None:
+            raise ConfigurationError(
+                "this detector keeps its state in a counter store; there is nothing to save "
+                "(persist the store itself, e.g. Redis RDB/AOF)"
+            )
         body = gzip.compress(
             json.dumps(self._dump(), separators=(",", ":")).encode("utf-8"), compresslevel=5
         )
@@ -849,7 +886,9 @@ class Detector:
             country=None if ctx is None else ctx.cc,
         )
 
-    def _process(self, event: Event, *, want_verdict: bool) -> Verdict | None:
+    def _process(  # noqa: PLR0911, PLR0912 - the gate both state backends share stays one function
+        self, event: Event, *, want_verdict: bool
+    ) -> Verdict | None:
         ctx = self._context(event)
         if ctx is None:
             return self._ok(event, None) if want_verdict else None
@@ -878,6 +917,8 @@ class Detector:
         ):
             st.allowlisted += 1
             return self._ok(event, ctx) if want_verdict else None
+        if self._store is not None:
+            return self._store.process(ctx, event, want_verdict=want_verdict)  # type: ignore[no-any-return]  # a Verdict or None
         self._record_ip(ctx)
         self._record_country(ctx)
         if ctx.account is None:
@@ -1216,8 +1257,9 @@ class Detector:
 
     # ------------------------------------------------------------------- features
 
-    def _verdict(self, ctx: _Ctx, acct: _Acct | None, *, pure: bool) -> Verdict:
-        view = _View(self, ctx, acct, pure)
+    def _verdict(self, ctx: _Ctx, acct: _Acct | None, *, pure: bool, state: Any = None) -> Verdict:
+        # ``state``: the store backend's per-event stand-in for this detector's tables
+        view = _View(self if state is None else state, ctx, acct, pure)
         findings: list[Finding] = []
         score = 0.0
         for rule, cond in self._fail_rules if ctx.kind == _AUTH_FAIL else self._rules:

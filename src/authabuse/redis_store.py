@@ -8,7 +8,13 @@ command touches a single slot and the store works on Redis Cluster:
 * counted fields: one hash per key and slice, ``HINCRBY`` + ``EXPIRE``; ``HGETALL`` per
   slice, summed here;
 * a small set per key listing its slices (``SADD`` + ``EXPIRE``), so ``forget`` and
-  ``len`` work without scanning all data keys.
+  ``len`` work without scanning all data keys;
+* records (the detector's learned baselines and flags): one hash per key, ``HSET`` /
+  ``HSETNX`` / ``HDEL`` + ``EXPIRE`` with the record's own time to live, ``HGETALL``.
+
+:meth:`RedisStore.batch` sends a whole list of operations (see
+:func:`authabuse.counters.run_batch`) as one pipeline: one round trip for everything a
+detector reads or writes about one event, each key's ``EXPIRE`` and slice index sent once.
 
 Key names come from :func:`authabuse.counters._store.redis_key`
 (``<prefix>{<subject>}:<rest>:<kind>:<slice>``). Each write is one pipelined round trip.
@@ -29,12 +35,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from authabuse.counters import Key, MemoryStore
-from authabuse.counters._store import check_key, redis_key
+from authabuse.counters._store import Op, _check_record_args, check_key, redis_key
 from authabuse.counters._window import window_slices
 from authabuse.errors import ConfigurationError, MissingExtraError
 
@@ -153,6 +159,19 @@ class RedisStore:
         self._degraded = False
         self._retry_at = 0.0
         self.status: dict[str, Any] = {"degraded": False, "fallbacks": 0, "errors": 0}
+        # (slice index key, slice) -> monotonic time until which it needs no SADD again
+        self._indexed: dict[tuple[str, int], float] = {}
+        self._index_refresh = min(60.0, self._slice / 4)
+        self._raw = False  # plain redis.Redis: commands packed here, one write per batch
+        self._reply_errors: tuple[type[BaseException], ...] = ()
+        try:
+            import redis
+
+            self._raw = type(client) is redis.Redis
+            self._reply_errors = (redis.ResponseError,)
+        except ImportError:  # a foreign client object: its own pipeline
+            pass
+        self._names: dict[tuple[Key, str, int], str] = {}
 
     # ---------------------------------------------------------------- protocol properties
 
@@ -191,6 +210,7 @@ class RedisStore:
 
     def _failed(self, exc: BaseException) -> None:
         self.status["errors"] += 1
+        self._indexed.clear()  # Redis may come back empty: index every slice again
         if not self._degraded:
             self._degraded = True
             self.status["degraded"] = True
@@ -221,7 +241,22 @@ class RedisStore:
         return range(last - n + 1, last + 1)
 
     def _index_key(self, key: Key) -> str:
-        return redis_key(self.prefix, key, "m", 0)
+        return self._name(key, "m", 0)
+
+    def _name(self, key: Key, kind: str, slice_no: int) -> str:
+        """:func:`redis_key`, remembered (a detector writes the same few keys many times)."""
+        names = self._names
+        try:
+            return names[key, kind, slice_no]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable key: let redis_key refuse it
+            return redis_key(self.prefix, key, kind, slice_no)
+        name = redis_key(self.prefix, key, kind, slice_no)
+        if len(names) >= 100_000:
+            names.clear()
+        names[key, kind, slice_no] = name
+        return name
 
     @staticmethod
     def _check_time(at: float) -> float:
@@ -307,6 +342,209 @@ class RedisStore:
                 self._failed(exc)
         return self._local.counts(key, at=at, window=window)
 
+    # ---------------------------------------------------------------- records
+
+    def put_record(
+        self,
+        key: Key,
+        fields: Mapping[str, str],
+        *,
+        at: float,
+        ttl: float,
+        keep_existing: bool = False,
+        remove: Iterable[str] = (),
+    ) -> None:
+        """Set text ``fields`` of ``key``'s record (a hash); it expires ``ttl`` s later.
+
+        ``keep_existing`` sets only fields not set yet (``HSETNX``); ``remove`` deletes
+        fields (``HDEL``). The time to live is wall-clock, refreshed by every write.
+        """
+        self.batch([("put_record", key, fields, at, ttl, keep_existing, tuple(remove))])
+
+    def get_record(self, key: Key) -> dict[str, str]:
+        """Return the fields of ``key``'s record (``{}`` when absent or expired)."""
+        result: dict[str, str] = self.batch([("get_record", key)])[0]
+        return result
+
+    # ---------------------------------------------------------------- batches
+
+    def batch(self, ops: Sequence[Op]) -> list[Any]:
+        """Run a list of :data:`~authabuse.counters.Op` in one pipelined round trip.
+
+        Results come back in order; each read sees the writes listed before it. On a
+        Redis failure the whole list runs on the local fallback (see the module text).
+
+        >>> store = RedisStore("redis://127.0.0.1:1/0", retry_interval=60)  # nobody there
+        >>> key, at = ("alice@example.jp", "ip"), 1_714_557_600.0
+        >>> store.batch([("add_distinct", key, [1], at), ("count_distinct", key, at, 60)])
+        [None, 1]
+        """
+        ops = list(ops)
+        plan = [self._plan(op) for op in ops]  # validates everything before any write
+        if not ops:
+            return []
+        if self._redis_ok():
+            try:
+                return self._run_plan(plan)
+            except self._errors() as exc:
+                self._failed(exc)
+        return self._local.batch(ops)
+
+    def _plan(self, op: Op) -> tuple[str, Any]:
+        name = op[0]
+        if name == "add_distinct":
+            key, members, at = op[1], op[2], op[3]
+            check_key(key)
+            if isinstance(members, str | bytes | bytearray):
+                raise TypeError("members must be an iterable of members, e.g. [member]")
+            encoded = [_member(m) for m in members]
+            slice_no = math.floor(self._check_time(at) / self._slice)
+            return name, (key, self._name(key, "d", slice_no), slice_no, encoded)
+        if name == "incr":
+            key, field, amount, at = op[1], op[2], op[3], op[4]
+            check_key(key)
+            if type(field) is not str:
+                raise TypeError(f"counted fields are str, not {type(field).__name__}")
+            if isinstance(amount, bool) or not isinstance(amount, int):
+                raise TypeError("amount must be an int")
+            slice_no = math.floor(self._check_time(at) / self._slice)
+            return name, (key, self._name(key, "c", slice_no), slice_no, field, amount)
+        if name == "count_distinct":
+            key, at, window = op[1], op[2], op[3]
+            check_key(key)
+            slices = self._slices(self._check_time(at), window)
+            return name, [self._name(key, "d", i) for i in slices]
+        if name == "counts":
+            key, at, window = op[1], op[2], op[3]
+            check_key(key)
+            slices = self._slices(self._check_time(at), window)
+            return name, [self._name(key, "c", i) for i in slices]
+        if name == "put_record":
+            key, fields, at, ttl, keep, remove = op[1], op[2], op[3], op[4], op[5], tuple(op[6])
+            check_key(key)
+            _check_record_args(fields, ttl, remove)
+            self._check_time(at)
+            return name, (self._name(key, "r", 0), dict(fields), ttl, keep, remove)
+        if name == "get_record":
+            check_key(op[1])
+            return name, self._name(op[1], "r", 0)
+        raise ValueError(f"unknown store operation {name!r}")
+
+    def _run_plan(  # noqa: PLR0912, PLR0915 - one flat loop per operation kind, for speed
+        self, plan: list[tuple[str, Any]]
+    ) -> list[Any]:
+        commands: list[tuple[Any, ...]] = []
+        cmd = _Appender(commands)
+        shape: list[tuple[str, int]] = []  # (operation, replies it takes)
+        expire: dict[str, int] = {}
+        index: dict[str, set[int]] = {}
+        ttl = self._ttl
+        for name, arg in plan:
+            if name == "add_distinct":
+                key, dkey, slice_no, encoded = arg
+                if not encoded:
+                    shape.append((name, 0))
+                    continue
+                cmd("PFADD", dkey, *encoded)
+                expire[dkey] = ttl
+                index.setdefault(self._index_key(key), set()).add(slice_no)
+                shape.append((name, 1))
+            elif name == "incr":
+                key, ckey, slice_no, field, amount = arg
+                cmd("HINCRBY", ckey, field, amount)
+                expire[ckey] = ttl
+                index.setdefault(self._index_key(key), set()).add(slice_no)
+                shape.append((name, 1))
+            elif name == "count_distinct":
+                cmd("PFCOUNT", *arg)
+                shape.append((name, 1))
+            elif name == "counts":
+                for k in arg:
+                    cmd("HGETALL", k)
+                shape.append((name, len(arg)))
+            elif name == "put_record":
+                rkey, fields, rttl, keep, remove = arg
+                n = 0
+                if fields and not keep:
+                    cmd("HSET", rkey, *[x for kv in fields.items() for x in kv])
+                    n += 1
+                elif fields:
+                    for k, v in fields.items():
+                        cmd("HSETNX", rkey, k, v)
+                        n += 1
+                if remove:
+                    cmd("HDEL", rkey, *remove)
+                    n += 1
+                expire[rkey] = max(expire.get(rkey, 0), math.ceil(rttl))
+                shape.append((name, n))
+            else:  # get_record
+                cmd("HGETALL", arg)
+                shape.append((name, 1))
+        now = time.monotonic()
+        indexed = self._indexed
+        for ikey, slices in index.items():
+            # A slice index needs refreshing only now and then: it only helps forget()
+            # and keys() find the data keys (which get their own EXPIRE every write).
+            fresh = [i for i in slices if indexed.get((ikey, i), -math.inf) > now]
+            if len(fresh) == len(slices):
+                continue
+            if len(indexed) > 200_000:
+                indexed.clear()
+            for i in slices:
+                indexed[ikey, i] = now + self._index_refresh
+            cmd("SADD", ikey, *sorted(slices))
+            expire[ikey] = ttl
+        for k, seconds in expire.items():
+            cmd("EXPIRE", k, seconds)
+        replies = self._send(commands)
+        out: list[Any] = []
+        pos = 0
+        for name, n in shape:
+            part = replies[pos : pos + n]
+            pos += n
+            if name == "count_distinct":
+                out.append(int(part[0]))
+            elif name == "counts":
+                total: dict[str, int] = {}
+                for h in part:
+                    for f, v in h.items():
+                        fname = f.decode("utf-8", "surrogateescape") if isinstance(f, bytes) else f
+                        total[fname] = total.get(fname, 0) + int(v)
+                out.append({f: v for f, v in total.items() if v})
+            elif name == "get_record":
+                out.append({_text(f): _text(v) for f, v in part[0].items()})
+            else:
+                out.append(None)
+        return out
+
+    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write and read their replies (one round trip)."""
+        if not self._raw:
+            pipe = self._r.pipeline(transaction=False)
+            for c in commands:
+                pipe.execute_command(*c)
+            return list(pipe.execute())
+        pool = self._r.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([_pack(commands)])
+            replies: list[Any] = []
+            error: BaseException | None = None
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except self._reply_errors as exc:  # a command refused: keep reading
+                    error = error or exc
+                    replies.append(None)
+            if error is not None:
+                raise error
+            return replies
+        except BaseException:
+            conn.disconnect()  # the reply stream may be out of step: start afresh
+            raise
+        finally:
+            pool.release(conn)
+
     def forget(self, key: Key) -> None:
         """Remove everything held for ``key`` (in Redis and in the local fallback)."""
         check_key(key)
@@ -317,7 +555,7 @@ class RedisStore:
                 slices = [int(s) for s in self._r.smembers(ikey)]
                 names = [redis_key(self.prefix, key, k, i) for i in slices for k in ("d", "c")]
                 pipe = self._r.pipeline(transaction=False)
-                for name in (*names, ikey):
+                for name in (*names, ikey, redis_key(self.prefix, key, "r", 0)):
                     pipe.delete(name)
                 pipe.execute()
             except self._errors() as exc:
@@ -329,14 +567,20 @@ class RedisStore:
             yield from self._local.keys()
             return
         plen = len(self.prefix)
-        for raw in self._r.scan_iter(match=_glob_escape(self.prefix) + "*:m:0", count=1000):
-            name = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
-            body = name[plen:-4]  # "{subject}:rest" without ":m:0"
-            close = _find_unescaped(body, "}")
-            subject = _decode_part(body[1:close])
-            rest = body[close + 2 :]
-            parts = [_decode_part(p) for p in _split_unescaped(rest, ":")] if rest else []
-            yield (subject, *parts)
+        seen: set[Key] = set()
+        for kind in ("m", "r"):
+            pattern = _glob_escape(self.prefix) + f"*:{kind}:0"
+            for raw in self._r.scan_iter(match=pattern, count=1000):
+                name = _text(raw)
+                body = name[plen:-4]  # "{subject}:rest" without ":m:0" / ":r:0"
+                close = _find_unescaped(body, "}")
+                subject = _decode_part(body[1:close])
+                rest = body[close + 2 :]
+                parts = [_decode_part(p) for p in _split_unescaped(rest, ":")] if rest else []
+                key = (subject, *parts)
+                if key not in seen:
+                    seen.add(key)
+                    yield key
 
     def __len__(self) -> int:
         if not self._redis_ok():
@@ -358,6 +602,41 @@ class RedisStore:
         close = getattr(self._r, "close", None)
         if close is not None:
             close()
+
+
+class _Appender:
+    """``cmd(*args)`` collecting commands for :func:`_pack`."""
+
+    __slots__ = ("commands",)
+
+    def __init__(self, commands: list[tuple[Any, ...]]) -> None:
+        self.commands = commands
+
+    def __call__(self, *args: Any) -> None:
+        self.commands.append(args)
+
+
+def _arg(a: Any) -> bytes:
+    if isinstance(a, bytes):
+        return a
+    if isinstance(a, str):
+        return a.encode("utf-8", "surrogateescape")
+    return str(a).encode("ascii")  # int
+
+
+def _pack(commands: list[tuple[Any, ...]]) -> bytes:
+    """Encode commands in the Redis protocol (RESP arrays of bulk strings), all at once."""
+    out: list[bytes] = []
+    for c in commands:
+        out.append(b"*%d\r\n" % len(c))
+        for a in c:
+            b = _arg(a)
+            out.append(b"$%d\r\n%b\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
 
 
 def _glob_escape(text: str) -> str:

@@ -1,14 +1,22 @@
-"""Fixtures for the policy-server tests: a real decision object and servers in a thread.
+"""Fixtures for the policy-server and shared-state tests.
 
-The servers run in their own event loop in a background thread and the tests talk to
-them over real sockets with blocking clients, as Postfix and Dovecot do.
+A real decision object and servers in a thread: the servers run in their own event loop
+in a background thread and the tests talk to them over real sockets with blocking
+clients, as Postfix and Dovecot do. A real redis-server on loopback, started and
+stopped by the tests (:class:`RedisProcess`, fixtures ``redis_process`` and
+``redis_process_type``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -146,3 +154,97 @@ class Net:
 @pytest.fixture(scope="session")
 def net() -> type[Net]:
     return Net
+
+
+# ------------------------------------------------------------------ redis-server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisProcess:
+    """A real redis-server on 127.0.0.1, started and stopped by the tests."""
+
+    def __init__(self, *extra: str) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            if os.environ.get("AUTHABUSE_REQUIRE_INTEGRATION") == "1":
+                pytest.fail("redis-server is required in CI (apt package redis-server)")
+            pytest.skip("needs redis-server (apt package redis-server)")
+        self.exe = exe
+        self.extra = extra
+        self.port = _free_port()
+        self.dir = tempfile.mkdtemp(prefix="authabuse-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        for _attempt in range(3):
+            self.proc = subprocess.Popen(
+                [
+                    self.exe,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    self.dir,
+                    *self.extra,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            end = time.monotonic() + 30
+            while time.monotonic() < end and self.proc.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                        s.sendall(b"PING\r\n")
+                        if s.recv(16).startswith(b"+PONG"):
+                            return
+                except OSError:
+                    time.sleep(0.02)
+            self.kill()
+            self.port = _free_port()  # the port was taken meanwhile: try another
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def close(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_process_type() -> type[RedisProcess]:
+    """The class itself, for module-scoped fixtures (tests cannot import a conftest)."""
+    return RedisProcess
+
+
+@pytest.fixture
+def redis_process() -> Iterator[Callable[..., RedisProcess]]:
+    """Start real redis-servers (extra command-line arguments allowed); all stopped after."""
+    started: list[RedisProcess] = []
+
+    def start(*extra: str) -> RedisProcess:
+        server = RedisProcess(*extra)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()

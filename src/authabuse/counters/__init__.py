@@ -23,7 +23,16 @@ from authabuse.counters._adapter import HyperLogLogAdapter, Sketch
 from authabuse.counters._hash import HASH_ID, hash64
 from authabuse.counters._hll import DEFAULT_PRECISION, EXACT_LIMIT, HyperLogLog
 from authabuse.counters._numpy import hash_array, union_all, update_array
-from authabuse.counters._store import CounterStore, Key, MemoryStore, check_key, redis_key
+from authabuse.counters._store import (
+    CounterStore,
+    Key,
+    MemoryStore,
+    Op,
+    apply_op,
+    check_key,
+    redis_key,
+    run_batch,
+)
 from authabuse.counters._window import (
     RateTracker,
     WindowedCounts,
@@ -41,14 +50,17 @@ __all__ = [
     "HyperLogLogAdapter",
     "Key",
     "MemoryStore",
+    "Op",
     "RateTracker",
     "Sketch",
     "WindowedCounts",
     "WindowedDistinct",
+    "apply_op",
     "check_key",
     "hash64",
     "hash_array",
     "redis_key",
+    "run_batch",
     "slice_index",
     "union_all",
     "update_array",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from authabuse.counters._hash import Member
@@ -19,7 +19,7 @@ from authabuse.counters._window import (
 )
 from authabuse.errors import ConfigurationError
 
-__all__ = ["CounterStore", "Key", "MemoryStore", "check_key"]
+__all__ = ["CounterStore", "Key", "MemoryStore", "Op", "apply_op", "check_key", "run_batch"]
 
 Key: TypeAlias = tuple[str | int, ...]
 """A counter key: a non-empty tuple of ``str``/``int``, the subject first.
@@ -29,6 +29,68 @@ the rest names the metric, e.g. ``("alice@example.jp", "ip")``,
 ``("alice@example.jp", "country")``, ``(3325256711, "accounts")``. A store may co-locate
 all keys sharing ``key[0]`` (the Redis store uses it as the Redis Cluster hash tag).
 """
+
+
+Op: TypeAlias = tuple[Any, ...]
+"""One store operation for :func:`run_batch`: the method's name, then its arguments.
+
+========================================================  =====================
+operation                                                  result
+========================================================  =====================
+``("add_distinct", key, members, at)``                     ``None``
+``("incr", key, field, amount, at)``                       ``None``
+``("count_distinct", key, at, window)``                    ``int``
+``("counts", key, at, window)``                            ``dict[str, int]``
+``("put_record", key, fields, at, ttl, keep, remove)``     ``None`` (record stores)
+``("get_record", key)``                                    ``dict[str, str]``
+========================================================  =====================
+"""
+
+
+def apply_op(store: Any, op: Op) -> Any:
+    """Run one :data:`Op` on ``store`` with its plain methods; return the result.
+
+    >>> store = MemoryStore()
+    >>> apply_op(store, ("incr", ("alice@example.jp", "n"), "mails", 2, 1_714_557_600.0))
+    >>> apply_op(store, ("counts", ("alice@example.jp", "n"), 1_714_557_600.0, 3600))
+    {'mails': 2}
+    """
+    name = op[0]
+    if name == "add_distinct":
+        store.add_distinct(op[1], op[2], at=op[3])
+        return None
+    if name == "incr":
+        store.incr(op[1], op[2], op[3], at=op[4])
+        return None
+    if name == "count_distinct":
+        return store.count_distinct(op[1], at=op[2], window=op[3])
+    if name == "counts":
+        return store.counts(op[1], at=op[2], window=op[3])
+    if name == "put_record":
+        store.put_record(op[1], op[2], at=op[3], ttl=op[4], keep_existing=op[5], remove=op[6])
+        return None
+    if name == "get_record":
+        return store.get_record(op[1])
+    raise ValueError(f"unknown store operation {name!r}")
+
+
+def run_batch(store: Any, ops: Sequence[Op]) -> list[Any]:
+    """Run ``ops`` in order and return their results, in one round trip where possible.
+
+    A store with a ``batch(ops)`` method (``MemoryStore``, the Redis store: one pipeline)
+    runs them itself; any other :class:`CounterStore` gets them one call at a time, so a
+    third-party store needs nothing beyond the protocol. Every read sees the writes that
+    come before it in ``ops``.
+
+    >>> store = MemoryStore()
+    >>> key, at = ("alice@example.jp", "ip"), 1_714_557_600.0
+    >>> run_batch(store, [("add_distinct", key, [1, 2], at), ("count_distinct", key, at, 60)])
+    [None, 2]
+    """
+    batch = getattr(store, "batch", None)
+    if batch is not None:
+        return list(batch(ops))
+    return [apply_op(store, op) for op in ops]
 
 
 def check_key(key: object) -> Key:
@@ -74,6 +136,20 @@ class CounterStore(Protocol):
     * ``forget(key)`` removes everything held for the key; ``len(store)`` is the number
       of keys held; ``memory_usage()`` the bytes held (exact or best estimate).
     * An unknown key reads as empty (``0``, ``{}``), never an error.
+
+    Optional extensions (the conformance kit checks them when present; the detector
+    works without them):
+
+    * ``batch(ops)`` runs a list of :data:`Op` and returns their results, reads seeing
+      the writes before them (Redis: one pipelined round trip). :func:`run_batch` falls
+      back to one call per operation.
+    * **Records**: ``put_record(key, fields, *, at, ttl, keep_existing=False,
+      remove=())`` sets text fields of a small non-windowed record (``keep_existing``:
+      only fields not set yet; ``remove``: field names to delete), which expires ``ttl``
+      seconds after its last write; ``get_record(key)`` returns its fields (``{}`` when
+      absent). The detector keeps learned baselines and flags there, with a retention of
+      their own (weeks) instead of the windows' (days). Redis: a hash, ``HSET`` /
+      ``HSETNX`` / ``HDEL`` + ``EXPIRE``, ``HGETALL``.
 
     Redis mapping (native, used by the Redis store): slice key
     ``<prefix>{<key[0]>}:<key[1:]>:d:<i>`` for distinct members (``PFADD``, then
@@ -138,6 +214,25 @@ def redis_key(prefix: str, key: Key, kind: str, slice_no: int) -> str:
     rest = ":".join(enc(k) for k in key[1:])
     middle = f":{rest}" if rest else ""
     return f"{prefix}{{{enc(key[0])}}}{middle}:{kind}:{slice_no}"
+
+
+class _Record:
+    __slots__ = ("fields", "last", "ttl")
+
+    def __init__(self, at: float, ttl: float) -> None:
+        self.fields: dict[str, str] = {}
+        self.last = at
+        self.ttl = ttl
+
+
+def _check_record_args(fields: Mapping[str, str], ttl: float, remove: Iterable[str]) -> None:
+    for k, v in fields.items():
+        if type(k) is not str or type(v) is not str:
+            raise TypeError(f"record fields map str to str, not {k!r}: {v!r}")
+    if not all(type(k) is str for k in remove):
+        raise TypeError("remove takes field names (str)")
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
+        raise ConfigurationError(f"ttl must be positive seconds, not {ttl!r}")
 
 
 class _Entry:
@@ -205,6 +300,7 @@ class MemoryStore:
         self._sketch = sketch
         sketch(precision)  # validates the precision
         self._keys: OrderedDict[Key, _Entry] = OrderedDict()
+        self._records: OrderedDict[Key, _Record] = OrderedDict()
         self._now = -math.inf
         self.stats = {"evicted_lru": 0, "evicted_idle": 0, "dropped_late": 0}
 
@@ -246,6 +342,17 @@ class MemoryStore:
             if keys[first].last >= horizon:
                 break
             del keys[first]
+            self.stats["evicted_idle"] += 1
+        records = self._records
+        while len(records) > self.max_keys:
+            records.popitem(last=False)
+            self.stats["evicted_lru"] += 1
+        while records:
+            first = next(iter(records))
+            rec = records[first]
+            if rec.last + rec.ttl >= self._now:
+                break
+            del records[first]
             self.stats["evicted_idle"] += 1
 
     def add_distinct(self, key: Key, members: Iterable[Member], *, at: float) -> None:
@@ -308,19 +415,80 @@ class MemoryStore:
                 f"window {window!r} s exceeds the store's retention of {self._retention:g} s"
             )
 
+    def put_record(
+        self,
+        key: Key,
+        fields: Mapping[str, str],
+        *,
+        at: float,
+        ttl: float,
+        keep_existing: bool = False,
+        remove: Iterable[str] = (),
+    ) -> None:
+        """Set text ``fields`` of ``key``'s record; it expires ``ttl`` s after this write.
+
+        ``keep_existing`` sets only the fields not set yet; ``remove`` deletes fields.
+
+        >>> store = MemoryStore()
+        >>> store.put_record(("alice@example.jp", "rec"), {"first": "1"}, at=5.0, ttl=60)
+        >>> store.put_record(("alice@example.jp", "rec"), {"first": "9", "x": "2"}, at=6.0,
+        ...                  ttl=60, keep_existing=True)
+        >>> store.get_record(("alice@example.jp", "rec"))
+        {'first': '1', 'x': '2'}
+        """
+        remove = tuple(remove)
+        _check_record_args(fields, ttl, remove)
+        at = _check_time(at)
+        rec = self._records.get(key)
+        if rec is not None and rec.last + rec.ttl < self._now:
+            rec = None  # expired
+        if rec is None:
+            check_key(key)
+            rec = self._records[key] = _Record(at, float(ttl))
+        else:
+            self._records.move_to_end(key)
+            rec.last = max(rec.last, at)
+            rec.ttl = float(ttl)
+        target = rec.fields
+        if keep_existing:
+            for k, v in fields.items():
+                target.setdefault(k, v)
+        else:
+            target.update(fields)
+        for k in remove:
+            target.pop(k, None)
+        self._now = max(self._now, at)
+        self._evict()
+
+    def get_record(self, key: Key) -> dict[str, str]:
+        """Return the fields of ``key``'s record (``{}`` when absent or expired)."""
+        rec = self._records.get(key)
+        if rec is None:
+            return {}
+        if rec.last + rec.ttl < self._now:
+            del self._records[key]
+            return {}
+        self._records.move_to_end(key)
+        return dict(rec.fields)
+
+    def batch(self, ops: Sequence[Op]) -> list[Any]:
+        """Run the :data:`Op` list in order (in memory, there is no round trip to save)."""
+        return [apply_op(self, op) for op in ops]
+
     def forget(self, key: Key) -> None:
         """Remove everything held for ``key``."""
         self._keys.pop(key, None)
+        self._records.pop(key, None)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._keys) + sum(1 for k in self._records if k not in self._keys)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._keys
+        return key in self._keys or key in self._records
 
     def keys(self) -> Iterator[Key]:
-        """Iterate over the keys held, least recently used first."""
-        return iter(list(self._keys))
+        """Iterate over the keys held, least recently used first (then record-only keys)."""
+        return iter(list(self._keys) + [k for k in self._records if k not in self._keys])
 
     def memory_usage(self) -> int:
         """Bytes held: the key index, the keys and every key's slices."""
@@ -332,4 +500,7 @@ class MemoryStore:
                 size += entry.distinct.memory_usage()
             if entry.counts is not None:
                 size += entry.counts.memory_usage()
+        for key, rec in self._records.items():
+            size += sys.getsizeof(key) + sys.getsizeof(rec) + sys.getsizeof(rec.fields) + 100
+            size += sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in rec.fields.items())
         return size

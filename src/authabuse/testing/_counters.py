@@ -22,7 +22,10 @@ def check_counter_store(factory: Callable[[], CounterStore]) -> None:
 
     ``factory()`` must return a new, empty store each time (its slice width and
     retention are read from the store; retention must cover at least 3 slices). Raises
-    :class:`AssertionError` naming the first violated rule.
+    :class:`AssertionError` naming the first violated rule. The optional extensions are
+    checked when the store has them: ``batch(ops)`` must answer exactly what the same
+    calls made one at a time answer, and records (``put_record``/``get_record``) must
+    keep, merge, remove and forget fields as the protocol says.
 
     >>> from authabuse.counters import MemoryStore
     >>> check_counter_store(lambda: MemoryStore(slice_seconds=60, retention=3600))
@@ -42,6 +45,10 @@ def check_counter_store(factory: Callable[[], CounterStore]) -> None:
     _check_retention(factory(), t0, s, r)
     _check_keys(factory(), t0)
     _check_accuracy(factory(), s)
+    if hasattr(store, "batch"):
+        _check_batch(factory(), factory(), t0, s)
+    if hasattr(store, "put_record"):
+        _check_records(factory(), t0)
 
 
 def _check_empty(store: CounterStore, t0: float, s: float) -> None:
@@ -145,6 +152,62 @@ def _check_accuracy(store: CounterStore, s: float) -> None:
     n = store.count_distinct(("big", "ip"), at=future, window=s)
     if abs(n - 20_000) > 20_000 * 0.05:
         raise _fail(f"20000 distinct members estimated as {n} (more than 5 % off)")
+
+
+def _batch_ops(t0: float, s: float) -> list[tuple[Any, ...]]:
+    a, b = ("alice@example.jp", "ip"), ("alice@example.jp", "n")
+    ops: list[tuple[Any, ...]] = [
+        ("count_distinct", a, t0, s),
+        ("add_distinct", a, [1, 2, 3], t0),
+        ("add_distinct", a, [], t0),
+        ("add_distinct", a, [3, 4], t0 + s),
+        ("incr", b, "mails", 2, t0),
+        ("incr", b, "c:JP", 1, t0 + s),
+        ("count_distinct", a, t0 + s, 2 * s),
+        ("count_distinct", a, t0 + s, s),
+        ("counts", b, t0 + s, 2 * s),
+        ("counts", b, t0, s),
+        ("counts", ("nobody",), t0, s),
+    ]
+    return ops
+
+
+def _check_batch(store: Any, twin: Any, t0: float, s: float) -> None:
+    from authabuse.counters import apply_op
+
+    ops = _batch_ops(t0, s)
+    got = store.batch(ops)
+    want = [apply_op(twin, op) for op in ops]
+    if list(got) != want:
+        raise _fail(f"batch(ops) answered {got!r}; the same calls one by one {want!r}")
+    if got[6] != 4 or got[8] != {"mails": 2, "c:JP": 1}:
+        raise _fail(f"batch reads must see the writes before them, got {got!r}")
+    if store.batch([]) != []:
+        raise _fail("an empty batch must answer []")
+
+
+def _check_records(store: Any, t0: float) -> None:
+    key = ("alice@example.jp", "rec")
+    if store.get_record(key) != {}:
+        raise _fail("an unknown record must read as {}")
+    store.put_record(key, {"first": "10", "usual": "JP n64500"}, at=t0, ttl=86_400)
+    store.put_record(key, {"first": "99", "flag": "2"}, at=t0 + 1, ttl=86_400, keep_existing=True)
+    if (r := store.get_record(key)) != {"first": "10", "usual": "JP n64500", "flag": "2"}:
+        raise _fail(f"keep_existing must add only new fields, record is {r!r}")
+    store.put_record(key, {"usual": "BR"}, at=t0 + 2, ttl=86_400, remove=["flag"])
+    if (r := store.get_record(key)) != {"first": "10", "usual": "BR"}:
+        raise _fail(f"a record update must overwrite and remove fields, record is {r!r}")
+    if store.get_record(("alice@example.jp", "other")) != {}:
+        raise _fail("records of different keys must be independent")
+    for bad in ({"n": 1}, {1: "x"}):
+        try:
+            store.put_record(key, bad, at=t0, ttl=60)
+        except TypeError:
+            continue
+        raise _fail(f"record fields must be str -> str; {bad!r} must raise TypeError")
+    store.forget(key)
+    if store.get_record(key) != {}:
+        raise _fail("forget() must remove the key's record")
 
 
 def check_sketch(factory: Callable[[], Any]) -> None:

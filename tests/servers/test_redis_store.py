@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,82 +18,15 @@ from authabuse.testing import check_counter_store
 redis = pytest.importorskip("redis", reason="the 'redis' extra is not installed")
 from authabuse.redis_store import RedisStore  # noqa: E402 - after the extra check
 
+if TYPE_CHECKING:
+    from conftest import RedisProcess  # tests/servers/conftest.py (fixtures, not importable)
+
 T0 = 1_714_557_600.0  # 2024-05-01T10:00:00Z, a slice start for 60 s slices
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisProcess:
-    """A real redis-server on 127.0.0.1, started and stopped by the tests."""
-
-    def __init__(self, *extra: str) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            if os.environ.get("AUTHABUSE_REQUIRE_INTEGRATION") == "1":
-                pytest.fail("redis-server is required in CI (apt package redis-server)")
-            pytest.skip("needs redis-server (apt package redis-server)")
-        self.exe = exe
-        self.extra = extra
-        self.port = _free_port()
-        self.dir = tempfile.mkdtemp(prefix="authabuse-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        for _attempt in range(3):
-            self.proc = subprocess.Popen(
-                [
-                    self.exe,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    self.dir,
-                    *self.extra,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            end = time.monotonic() + 30
-            while time.monotonic() < end and self.proc.poll() is None:
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                        s.sendall(b"PING\r\n")
-                        if s.recv(16).startswith(b"+PONG"):
-                            return
-                except OSError:
-                    time.sleep(0.02)
-            self.kill()
-            self.port = _free_port()  # the port was taken meanwhile: try another
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-    def close(self) -> None:
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisProcess]:
-    server = RedisProcess()
+def redis_server(redis_process_type: type[RedisProcess]) -> Iterator[RedisProcess]:
+    server = redis_process_type()
     try:
         yield server
     finally:
@@ -206,8 +134,10 @@ def test_state_survives_the_process(make_store: Callable[..., RedisStore]) -> No
     assert second.counts(("carol", "country"), at=T0 + 30, window=600) == {"NG": 1}
 
 
-def test_redis_down_falls_back_then_reconnects(caplog: pytest.LogCaptureFixture) -> None:
-    server = RedisProcess()
+def test_redis_down_falls_back_then_reconnects(
+    caplog: pytest.LogCaptureFixture, redis_process: Callable[..., RedisProcess]
+) -> None:
+    server = redis_process()
     try:
         store = RedisStore(server.url, slice_seconds=60, retention=3600, retry_interval=0.2)
         store.add_distinct(("dave", "ip"), [1, 2], at=T0)
@@ -236,9 +166,9 @@ def test_redis_down_falls_back_then_reconnects(caplog: pytest.LogCaptureFixture)
         server.close()
 
 
-def test_redis_cluster_single_node() -> None:
+def test_redis_cluster_single_node(redis_process: Callable[..., RedisProcess]) -> None:
     """A real (one-node) Redis Cluster: multi-key PFCOUNT works thanks to the hash tag."""
-    server = RedisProcess("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+    server = redis_process("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
     try:
         admin = redis.Redis(port=server.port)
         admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)

@@ -1,0 +1,777 @@
+"""The detector's state in a :class:`~authabuse.counters.CounterStore`, shared by servers.
+
+``Detector(store=...)`` keeps everything several mail servers must share in the store,
+so that each server's verdicts count what every other one has seen: per-account
+windowed counts, the learned baseline, cross-account memory and the account's flag. The
+rules and feature functions are the compact detector's own: for each event this module
+reads the store (one batch), *materialises* the window view those functions read (the
+same ``_Acct``/``_Win``/``_IPRec`` objects, holding only what this event needs), lets the
+detector judge it, then writes the event's counts (a second batch).
+
+Windows. The compact detector's windows are epoch-aligned buckets of the window length:
+a feature over the short window covers the current and the previous short bucket. Here
+every bucket is one store slice: a bucket's counters are written at the bucket's start
+time (``bucket * window``), so reading a window is two slices, whatever the store's
+slice width (it must not exceed the short window). The store must keep two long windows
+(``retention >= 2 * long_window``). Counters of a bucket never move, so two servers'
+writes to one bucket simply add up.
+
+Key layout (``key[0]`` is the subject, the Redis Cluster hash tag):
+
+=========================  =========  ==============================================
+key                        kind       what
+=========================  =========  ==============================================
+``(acct, "S")``            counts     per short bucket: ``m`` mails, ``u`` mails from
+                                      unusual networks, ``r`` recipients, ``f`` failed
+                                      logins, ``c:CC`` / ``n:NET`` events per country
+                                      and network, ``nn``/``nw`` and ``cn``/``cw`` new
+                                      networks and countries (first seen in the bucket
+                                      alone / in the window ending with it)
+``(acct, "L")``            counts     the same per long bucket
+``(acct, "Si"|"Li")``      distinct   source addresses (IPv6 by /64) per bucket
+``(acct, "Sd"|"Ld")``      distinct   recipient domains per bucket
+``(acct, "ip", member)``   counts     one address's events ``e``/``E`` (short/long
+                                      bucket) and mails ``n`` (short bucket)
+``(acct, "it", member)``   record     that address's first and last mail per short bucket
+``(acct, "Sm")``           counts     mails per address per short bucket (for
+                                      ``mark_benign``'s usual addresses)
+``(acct, "rec")``          record     first/last seen, last usual event, the learned
+                                      baseline (usual networks and countries, usual
+                                      addresses, peaks), the bucket last learned, the flag
+``(member, "ipx")``        counts     per long bucket: accounts served (``a:ACCT``),
+                                      failed logins (``f``)
+``(member, "rec")``        record     ``abuse``: until when the address is marked
+``(domain, "accts")``      distinct   accounts of the mail domain (store retention)
+``(domain, "flagged")``    record     flagged accounts of the domain and when
+``("~cc", "c", CC)``       counts     events per country, all accounts (per long bucket)
+``("~cc", "t")``           counts     events with a country, all accounts
+``("~net", NET)``          distinct   accounts whose baseline holds the network
+=========================  =========  ==============================================
+
+Differences from the compact detector, all deliberate: the global country shares decay
+by halving once per long window over the last two buckets (the compact one halves its
+running totals); a network is "popular" when at least three accounts learned it within
+the store's retention (the compact one decays its counter by a quarter per long
+window); accounts of a mail domain are counted over the store's retention. Per-bucket
+networks and per-address runs are not capped (the compact detector caps them at 4096
+per window to bound its memory; the store bounds memory with its own retention). In a
+``check`` (not ``process``), a message's recipient domains count as new to the window
+(the store cannot test membership of a domain without adding it).
+
+Two batches per recorded event, one per check; with the Redis store each batch is one
+pipelined round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from authabuse.counters._store import Op, run_batch
+from authabuse.detector import _COMMON_MIN, _Acct, _Ctx, _IPRec, _learned_usual, _Win
+from authabuse.errors import ConfigurationError
+from authabuse.rules import Level, Verdict
+
+if TYPE_CHECKING:
+    from authabuse.detector import Detector
+
+__all__ = ["StoreState"]
+
+log = logging.getLogger("authabuse.detector")
+
+_SUB, _AUTH_OK, _AUTH_FAIL = 0, 1, 2
+_DOMAIN_FLAGGED_CAP = 1024
+
+
+class _Count:
+    """A distinct set known only by its size (and whether one member is in it).
+
+    It stands in for the compact detector's exact sets and sketches, so the feature
+    functions' ``copy()``/``add()``/``estimate()`` calls work unchanged: adding the
+    known member, or anything when ``frozen`` (the event is already counted), leaves
+    the size alone; any other member adds one.
+    """
+
+    __slots__ = ("frozen", "member", "n")
+
+    def __init__(self, n: int, member: Any = None, *, frozen: bool = False) -> None:
+        self.n = n
+        self.member = member
+        self.frozen = frozen
+
+    def copy(self) -> _Count:
+        return _Count(self.n, self.member, frozen=self.frozen)
+
+    def add(self, member: Any) -> None:
+        if self.frozen or (self.member is not None and member == self.member):
+            return
+        self.n += 1
+        self.member = member
+
+    def estimate(self) -> int:
+        return self.n
+
+
+class _EventState:
+    """What the feature functions read from ``view.det`` besides the account: one event's.
+
+    The compact detector's cross-account tables, holding only this event's address,
+    domain and network as read from the store.
+    """
+
+    __slots__ = (
+        "_cc_common",
+        "_dom_known",
+        "_dom_n",
+        "_domains",
+        "_features",
+        "_ips",
+        "_net_popularity",
+        "config",
+    )
+
+    def __init__(self, det: Detector) -> None:
+        self.config = det.config
+        self._features = det._features
+        self._ips: dict[int, _IPRec] = {}
+        self._domains: dict[str, dict[str, float]] = {}
+        self._net_popularity: dict[int, int] = {}
+        self._dom_n = 0
+        self._dom_known = False
+        self._cc_common: tuple[int, int] = (0, 0)
+
+    def _domain_size(self, account: str | None, pending: bool) -> int:
+        if not account or "@" not in account:
+            return 0
+        return self._dom_n + (1 if pending and not self._dom_known else 0)
+
+    def _country_common(self, cc: str | None, pure: bool) -> bool:
+        if cc is None:
+            return False
+        n, total = self._cc_common
+        if pure:
+            n += 1
+            total += 1
+        return total < _COMMON_MIN or n * 20 >= total
+
+
+class _SWin(_Win):
+    """A materialised window that also knows what its current bucket alone holds."""
+
+    __slots__ = ("cur_ccs", "cur_nets")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cur_nets: set[int] = set()
+        self.cur_ccs: set[str] = set()
+
+
+@dataclass(slots=True)
+class _Read:
+    """One event's reads, materialised."""
+
+    acct: _Acct | None
+    state: _EventState
+    rec: dict[str, str]
+    long_prev: dict[str, int] = field(default_factory=dict)  # the previous long bucket
+    long_prev_ips: int = 0
+
+
+def _usual_text(usual: tuple[Any, ...]) -> str:
+    return " ".join(f"n{k}" if isinstance(k, int) else f"c{k}" for k in usual)
+
+
+def _usual_parse(text: str) -> tuple[Any, ...]:
+    out: list[Any] = []
+    for tok in text.split():
+        out.append(int(tok[1:]) if tok[0] == "n" else sys.intern(tok[1:]))
+    return tuple(out)
+
+
+class StoreState:
+    """The store-backed state of one :class:`~authabuse.detector.Detector` (internal).
+
+    Built by ``Detector(store=...)``; the detector routes ``check``, ``process``,
+    ``record`` and ``mark_benign`` here once an event has passed its common gate (time
+    order, statistics, allowlists).
+    """
+
+    def __init__(self, det: Detector, store: Any) -> None:
+        from authabuse.counters import CounterStore
+
+        if not isinstance(store, CounterStore):
+            raise ConfigurationError(
+                f"store must implement the CounterStore protocol (see authabuse.counters), "
+                f"not {type(store).__name__}"
+            )
+        cfg = det.config
+        slice_s = float(store.slice_seconds)
+        if slice_s > cfg.short_window:
+            raise ConfigurationError(
+                f"the store's slices ({slice_s:g} s) must not be longer than the detector's "
+                f"short window ({cfg.short_window} s)"
+            )
+        if float(store.retention) < 2 * cfg.long_window:
+            raise ConfigurationError(
+                f"the store keeps {float(store.retention):g} s; the detector needs two long "
+                f"windows ({2 * cfg.long_window} s): e.g. MemoryStore(retention="
+                f"{2 * cfg.long_window}) or RedisStore(url, retention={2 * cfg.long_window})"
+            )
+        idle = getattr(store, "idle_ttl", None)
+        if isinstance(idle, int | float) and idle < 2 * cfg.long_window:
+            raise ConfigurationError(
+                f"the store forgets keys idle for {idle:g} s; the detector needs "
+                f"{2 * cfg.long_window} s"
+            )
+        self.det = det
+        self.store = store
+        self._slice = slice_s
+        self._retention = float(store.retention)
+        self._records: Any = store
+        if not (hasattr(store, "put_record") and hasattr(store, "get_record")):
+            from authabuse.counters import MemoryStore
+
+            # A store without records: baselines and flags stay in this process.
+            self._records = MemoryStore(
+                slice_seconds=slice_s, retention=self._retention, max_keys=cfg.max_accounts
+            )
+            log.warning(
+                "%s has no records (put_record/get_record): learned baselines and flags "
+                "are kept in this process, not shared",
+                type(store).__name__,
+            )
+        self._split = self._records is not store
+        self._rec_ttl = float(cfg.idle_ttl) if cfg.idle_ttl > 0 else float(cfg.long_window)
+        self.flagged_accounts = 0
+
+    # ------------------------------------------------------------------ batches
+
+    def _run(self, ops: list[Op]) -> list[Any]:
+        if not self._split:
+            return run_batch(self.store, ops)
+        # Records go to the local table, the rest to the store, results in order.
+        rec_idx = [i for i, op in enumerate(ops) if op[0] in ("put_record", "get_record")]
+        if not rec_idx:
+            return run_batch(self.store, ops)
+        out: list[Any] = [None] * len(ops)
+        rec_set = set(rec_idx)
+        rest = [i for i in range(len(ops)) if i not in rec_set]
+        for i, r in zip(rest, run_batch(self.store, [ops[i] for i in rest]), strict=True):
+            out[i] = r
+        for i in rec_idx:
+            out[i] = run_batch(self._records, [ops[i]])[0]
+        return out
+
+    def _span(self, start: float, bucket: float) -> float:
+        """Window (s) that covers the slices of bucket starts ``start - bucket``..``start``."""
+        s = self._slice
+        n = math.floor(start / s) - math.floor((start - bucket) / s) + 1
+        return n * s
+
+    # ------------------------------------------------------------------ reading
+
+    def _read_ops(self, ctx: _Ctx, *, pre: list[Op]) -> list[Op]:
+        a = ctx.account
+        assert a is not None  # noqa: S101 - callers check
+        cfg = self.det.config
+        sw, lw = cfg.short_window, cfg.long_window
+        s_now, l_now = ctx.sb * sw, ctx.lb * lw
+        s_prev, l_prev = s_now - sw, l_now - lw
+        one = self._slice
+        m = ctx.member
+        ops = list(pre)
+        ops += [
+            ("get_record", (a, "rec")),
+            ("counts", (a, "S"), s_now, one),
+            ("counts", (a, "S"), s_prev, one),
+            ("counts", (a, "L"), l_now, one),
+            ("counts", (a, "L"), l_prev, one),
+            ("count_distinct", (a, "Si"), s_now, self._span(s_now, sw)),
+            ("count_distinct", (a, "Li"), l_now, self._span(l_now, lw)),
+            ("count_distinct", (a, "Li"), l_prev, one),
+            ("count_distinct", (a, "Sd"), s_now, self._span(s_now, sw)),
+            ("count_distinct", (a, "Ld"), l_now, self._span(l_now, lw)),
+            ("counts", (a, "ip", m), s_now, one),
+            ("counts", (a, "ip", m), s_prev, one),
+            ("counts", (a, "ip", m), l_now, one),
+            ("counts", (a, "ip", m), l_prev, one),
+            ("get_record", (a, "it", m)),
+            ("counts", (m, "ipx"), l_now, one),
+            ("counts", (m, "ipx"), l_prev, one),
+            ("get_record", (m, "rec")),
+            ("counts", ("~cc", "t"), l_now, one),
+            ("counts", ("~cc", "t"), l_prev, one),
+            ("count_distinct", ("~net", ctx.net), l_now, self._retention),
+        ]
+        dom = _domain(a)
+        if dom is not None:
+            ops += [
+                ("get_record", (dom, "flagged")),
+                ("count_distinct", (dom, "accts"), l_now, self._retention),
+            ]
+        if ctx.cc is not None:
+            ops += [
+                ("counts", ("~cc", "c", ctx.cc), l_now, one),
+                ("counts", ("~cc", "c", ctx.cc), l_prev, one),
+            ]
+        return ops
+
+    def _materialise(  # noqa: PLR0915 - one flat walk over the batch's results, in order
+        self, ctx: _Ctx, res: list[Any], *, recorded: bool
+    ) -> _Read:
+        """Build the account and cross-account view of ``ctx`` from the read results.
+
+        ``recorded``: the event's distinct members were added before the reads (a
+        ``process``), so the distinct sizes already count it.
+        """
+        det = self.det
+        it = iter(res)
+        rec: dict[str, str] = next(it)
+        s_cur, s_prev, l_cur, l_prev = next(it), next(it), next(it), next(it)
+        n_si, n_li, n_li_prev, n_sd, n_ld = next(it), next(it), next(it), next(it), next(it)
+        ip_s_cur, ip_s_prev, ip_l_cur, ip_l_prev = next(it), next(it), next(it), next(it)
+        ip_times: dict[str, str] = next(it)
+        ipx_cur, ipx_prev = next(it), next(it)
+        ip_rec: dict[str, str] = next(it)
+        cct_cur, cct_prev = next(it), next(it)
+        n_pop: int = next(it)
+        dom = _domain(ctx.account or "")
+        flagged: dict[str, str] = {}
+        n_dom = 0
+        if dom is not None:
+            flagged, n_dom = next(it), next(it)
+        cc_cur: dict[str, int] = {}
+        cc_prev: dict[str, int] = {}
+        if ctx.cc is not None:
+            cc_cur, cc_prev = next(it), next(it)
+
+        state = _EventState(det)
+        # cross-account memory of this address
+        iprec = _IPRec()
+        iprec.b = ctx.lb
+        iprec.accts = {f[2:] for f in ipx_cur if f.startswith("a:")} or None
+        iprec.prev = {f[2:] for f in ipx_prev if f.startswith("a:")} or None
+        iprec.fails = ipx_cur.get("f", 0)
+        iprec.abuse_until = float(ip_rec.get("abuse", 0.0))
+        state._ips[ctx.member] = iprec
+        if dom is not None:
+            state._domains[dom] = {a: float(t) for a, t in flagged.items()}
+            state._dom_n = n_dom
+            state._dom_known = recorded or bool(rec)
+        state._net_popularity[ctx.net] = n_pop
+        state._cc_common = (
+            cc_cur.get("n", 0) + cc_prev.get("n", 0) // 2,
+            cct_cur.get("n", 0) + cct_prev.get("n", 0) // 2,
+        )
+
+        read = _Read(None, state, rec, l_prev, n_li_prev)
+        if not (rec or s_cur or s_prev or l_cur or l_prev):
+            return read
+        acct = self._account(ctx, rec)
+        e_short = ip_s_cur.get("e", 0) + ip_s_prev.get("e", 0)
+        e_long = ip_l_cur.get("E", 0) + ip_l_prev.get("E", 0)
+        m = ctx.member
+        acct.sb, acct.lb = ctx.sb, ctx.lb
+        acct.sc = _window(s_prev, s_cur)
+        acct.sc.ips = _Count(n_si, m if e_short else None, frozen=recorded)
+        acct.sc.rdoms = _Count(n_sd, frozen=recorded)
+        acct.lc = _window(l_prev, l_cur)
+        acct.lc.ips = _Count(n_li, m if e_long else None, frozen=recorded)
+        acct.lc.rdoms = _Count(n_ld, frozen=recorded)
+        sw = det.config.short_window
+        n_run = ip_s_cur.get("n", 0) + ip_s_prev.get("n", 0)
+        if n_run:
+            firsts = [float(ip_times[f"f{b}"]) for b in (ctx.sb - 1, ctx.sb) if f"f{b}" in ip_times]
+            lasts = [float(ip_times[f"l{b}"]) for b in (ctx.sb - 1, ctx.sb) if f"l{b}" in ip_times]
+            first = min(firsts) if firsts else ctx.t - sw
+            last = max(lasts) if lasts else ctx.t
+            acct.sc.ipm = {m: [n_run, first, last]}
+        read.acct = acct
+        return read
+
+    def _account(self, ctx: _Ctx, rec: dict[str, str]) -> _Acct:
+        acct = _Acct(ctx.t)
+        if not rec:
+            return acct
+        acct.first = int(rec.get("first", int(ctx.t)))
+        acct.last = float(rec.get("last", ctx.t))
+        acct.last_usual = float(rec.get("lastu", "-inf"))
+        acct.usual = _usual_parse(rec.get("usual", ""))
+        kips = rec.get("kips", "")
+        acct.known_ips = tuple(int(k) for k in kips.split(",")) if kips else ()
+        acct.peak_mails = int(rec.get("pm", 0))
+        acct.peak_ips = int(rec.get("pi", 0))
+        if int(rec.get("flagb", -1)) == ctx.lb:
+            acct.flag = int(rec.get("flag", 0))
+            acct.flag_t = float(rec.get("flagt", 0.0))
+        return acct
+
+    # ------------------------------------------------------------------ learning
+
+    def _roll(self, ctx: _Ctx, acct: _Acct, read: _Read) -> dict[str, str] | None:
+        """Learn from the account's finished long bucket, as the compact detector does.
+
+        Returns the record fields that change (``None`` when no day boundary passed).
+        """
+        rec = read.rec
+        if not rec:
+            return None
+        done_lb = int(rec.get("lb", ctx.lb))
+        if done_lb >= ctx.lb:
+            return None
+        if done_lb == ctx.lb - 1:
+            counts, n_ips = read.long_prev, read.long_prev_ips
+        else:  # idle for more than a day: read that bucket (rare)
+            at = done_lb * self.det.config.long_window
+            counts, n_ips = self._run(
+                [
+                    ("counts", (ctx.account, "L"), at, self._slice),
+                    ("count_distinct", (ctx.account, "Li"), at, self._slice),
+                ]
+            )
+        flagged = int(rec.get("flagb", -1)) == done_lb and int(rec.get("flag", 0)) > 0
+        if not flagged:
+            w = _window({}, counts)
+            lip = rec.get("lip")
+            single = lip is not None and int(rec.get("lipb", -1)) == done_lb and n_ips == 1
+            w.ips = int(lip) if single and lip is not None else _Count(n_ips)
+            self._learn(acct, w)
+        acct.peak_mails = max(int(acct.peak_mails * 0.9), counts.get("m", 0))
+        acct.peak_ips = max(int(acct.peak_ips * 0.9), n_ips)
+        acct.flag = 0
+        acct.flag_t = 0.0
+        return {
+            "lb": str(ctx.lb),
+            "usual": _usual_text(acct.usual),
+            "kips": ",".join(str(k) for k in acct.known_ips),
+            "pm": str(acct.peak_mails),
+            "pi": str(acct.peak_ips),
+        }
+
+    def _learn(self, acct: _Acct, w: _Win) -> None:
+        acct.usual = _learned_usual(acct.usual, w, self.det.config.baseline_size)
+        if w.ipm:
+            top = [k for k, _ in sorted(w.ipm.items(), key=lambda kv: -kv[1][0])[:4]]
+            acct.known_ips = tuple(top + [k for k in acct.known_ips if k not in top])[:4]
+        elif isinstance(w.ips, int):
+            acct.known_ips = tuple([w.ips] + [k for k in acct.known_ips if k != w.ips])[:4]
+
+    # ------------------------------------------------------------------ verbs
+
+    def check(self, ctx: _Ctx) -> Verdict:
+        """Return the verdict of ``ctx`` without writing anything."""
+        read = self._materialise(ctx, self._run(self._read_ops(ctx, pre=[])), recorded=False)
+        if read.acct is not None:
+            self._roll(ctx, read.acct, read)
+        return self.det._verdict(ctx, read.acct, pure=True, state=read.state)
+
+    def process(self, ctx: _Ctx, event: Any, *, want_verdict: bool) -> Verdict | None:
+        """Record ``ctx`` in the store and return its verdict (``None`` unless wanted)."""
+        det = self.det
+        if ctx.account is None:
+            self._run(self._ip_writes(ctx))
+            det.stats.no_account += 1
+            return det._ok(event, ctx) if want_verdict else None
+        pre = self._distinct_writes(ctx)
+        res = self._run(self._read_ops(ctx, pre=pre))[len(pre) :]
+        read = self._materialise(ctx, res, recorded=True)
+        acct = read.acct
+        if acct is None:
+            acct = _Acct(ctx.t)
+            acct.sb, acct.lb = ctx.sb, ctx.lb
+        rolled = self._roll(ctx, acct, read)
+        verdict: Verdict | None = None
+        if want_verdict or det._rules:
+            verdict = det._verdict(ctx, read.acct and acct, pure=True, state=read.state)
+        ops = self._ip_writes(ctx)
+        ops += self._account_writes(ctx, acct, read.rec, rolled)
+        if verdict is not None and verdict.level > Level.OK:
+            ops += self._flag_writes(ctx, acct, verdict, read.state)
+        self._run(ops)
+        return verdict if want_verdict else None
+
+    def mark_benign(self, account: str) -> None:
+        """Learn the account's current windows into its baseline and clear its flag."""
+        rec = self._run([("get_record", (account, "rec"))])[0]
+        if not rec:
+            return
+        det = self.det
+        cfg = det.config
+        t = float(rec.get("last", 0.0))
+        sb, lb = int(t // cfg.short_window), int(t // cfg.long_window)
+        s_now, l_now = sb * cfg.short_window, lb * cfg.long_window
+        one = self._slice
+        s_cur, s_prev, l_cur, l_prev, n_si, n_li, ipm_cur, ipm_prev = self._run(
+            [
+                ("counts", (account, "S"), s_now, one),
+                ("counts", (account, "S"), s_now - cfg.short_window, one),
+                ("counts", (account, "L"), l_now, one),
+                ("counts", (account, "L"), l_now - cfg.long_window, one),
+                ("count_distinct", (account, "Si"), s_now, self._span(s_now, cfg.short_window)),
+                ("count_distinct", (account, "Li"), l_now, self._span(l_now, cfg.long_window)),
+                ("counts", (account, "Sm"), s_now, one),
+                ("counts", (account, "Sm"), s_now - cfg.short_window, one),
+            ]
+        )
+        acct = _Acct(t)
+        acct.usual = _usual_parse(rec.get("usual", ""))
+        kips = rec.get("kips", "")
+        acct.known_ips = tuple(int(k) for k in kips.split(",")) if kips else ()
+        acct.peak_mails, acct.peak_ips = int(rec.get("pm", 0)), int(rec.get("pi", 0))
+        lc = _window(l_prev, l_cur)
+        lc.ips = _Count(n_li)
+        sc = _window(s_prev, s_cur)
+        sc.ips = _Count(n_si)
+        ipm: dict[int, list[float]] = {}
+        for part in (ipm_prev, ipm_cur):
+            for k, v in part.items():
+                row = ipm.setdefault(int(k), [0, 0.0, 0.0])
+                row[0] += v
+        sc.ipm = ipm or None
+        for w in (lc, sc):
+            self._learn(acct, w)
+            acct.peak_mails = max(acct.peak_mails, w.mails)
+            acct.peak_ips = max(acct.peak_ips, w.ips.estimate())
+        fields = {
+            "usual": _usual_text(acct.usual),
+            "kips": ",".join(str(k) for k in acct.known_ips),
+            "pm": str(acct.peak_mails),
+            "pi": str(acct.peak_ips),
+        }
+        ops: list[Op] = [
+            ("put_record", (account, "rec"), fields, t, self._rec_ttl, False, ("flag", "flagt"))
+        ]
+        ops += [
+            ("add_distinct", ("~net", k), [account], l_now)
+            for k in acct.usual
+            if isinstance(k, int)
+        ]
+        self._run(ops)
+
+    def accounts(self) -> Iterator[str]:
+        """Accounts with a record in the store (walks the store's keys: administration)."""
+        keys = getattr(self._records, "keys", None)
+        if keys is None:
+            return iter(())
+        return (k[0] for k in keys() if len(k) == 2 and k[1] == "rec" and isinstance(k[0], str))
+
+    # ------------------------------------------------------------------ writing
+
+    def _distinct_writes(self, ctx: _Ctx) -> list[Op]:
+        """Return the writes that do not depend on what is read (sent ahead of the reads)."""
+        a = ctx.account
+        assert a is not None  # noqa: S101 - callers check
+        cfg = self.det.config
+        s_now, l_now = ctx.sb * cfg.short_window, ctx.lb * cfg.long_window
+        ops: list[Op] = []
+        if ctx.kind != _AUTH_FAIL:
+            ops += [
+                ("add_distinct", (a, "Si"), [ctx.member], s_now),
+                ("add_distinct", (a, "Li"), [ctx.member], l_now),
+            ]
+            dom = _domain(a)
+            if dom is not None:
+                ops.append(("add_distinct", (dom, "accts"), [a], l_now))
+        if ctx.kind == _SUB and ctx.rdoms:
+            doms = list(ctx.rdoms)
+            ops += [
+                ("add_distinct", (a, "Sd"), doms, s_now),
+                ("add_distinct", (a, "Ld"), doms, l_now),
+            ]
+        return ops
+
+    def _ip_writes(self, ctx: _Ctx) -> list[Op]:
+        """Return the address's and the country's cross-account count writes."""
+        l_now = ctx.lb * self.det.config.long_window
+        ops: list[Op] = []
+        if ctx.kind == _AUTH_FAIL:
+            ops.append(("incr", (ctx.member, "ipx"), "f", 1, l_now))
+        else:
+            if ctx.account is not None:
+                ops.append(("incr", (ctx.member, "ipx"), "a:" + ctx.account, 1, l_now))
+            if ctx.cc is not None:
+                ops += [
+                    ("incr", ("~cc", "c", ctx.cc), "n", 1, l_now),
+                    ("incr", ("~cc", "t"), "n", 1, l_now),
+                ]
+        return ops
+
+    def _account_writes(
+        self, ctx: _Ctx, acct: _Acct, rec: dict[str, str], rolled: dict[str, str] | None
+    ) -> list[Op]:
+        a = ctx.account
+        assert a is not None  # noqa: S101 - callers check
+        cfg = self.det.config
+        sw, lw = cfg.short_window, cfg.long_window
+        s_now, l_now = ctx.sb * sw, ctx.lb * lw
+        t = ctx.t
+        kind = ctx.kind
+        net_usual = ctx.net in acct.usual
+        cc_usual = ctx.cc is None or ctx.cc in acct.usual
+        fields: dict[str, str] = dict(rolled or {})
+        if not rec:
+            fields["lb"] = str(ctx.lb)
+        if t > float(rec.get("last", "-inf")):
+            fields["last"] = repr(t)
+        if net_usual and kind != _AUTH_FAIL and t > acct.last_usual:
+            fields["lastu"] = repr(t)
+        if kind != _AUTH_FAIL:
+            fields["lip"] = str(ctx.member)
+            fields["lipb"] = str(ctx.lb)
+        ops: list[Op] = []
+        if not rec:
+            first = {"first": str(int(t))}
+            ops.append(("put_record", (a, "rec"), first, t, self._rec_ttl, True, ()))
+        ops.append(("put_record", (a, "rec"), fields, t, self._rec_ttl, False, ()))
+        if rolled is not None:
+            ops += [
+                ("add_distinct", ("~net", k), [a], l_now) for k in acct.usual if isinstance(k, int)
+            ]
+        for key, at, w in (((a, "S"), s_now, acct.sc), ((a, "L"), l_now, acct.lc)):
+            ops += _window_writes(ctx, key, at, w, net_usual=net_usual, cc_usual=cc_usual)
+        m = ctx.member
+        if kind != _AUTH_FAIL:
+            ops += [
+                ("incr", (a, "ip", m), "e", 1, s_now),
+                ("incr", (a, "ip", m), "E", 1, l_now),
+            ]
+        if kind == _SUB:
+            sb = ctx.sb
+            ops += [
+                ("incr", (a, "ip", m), "n", 1, s_now),
+                ("incr", (a, "Sm"), str(m), 1, s_now),
+                ("put_record", (a, "it", m), {f"f{sb}": repr(t)}, t, 2 * sw, True, ()),
+            ]
+            run = acct.sc.ipm.get(m) if acct.sc is not None and acct.sc.ipm else None
+            if run is None or t >= run[2]:
+                ops.append(
+                    (
+                        "put_record",
+                        (a, "it", m),
+                        {f"l{sb}": repr(t)},
+                        t,
+                        2 * sw,
+                        False,
+                        (f"f{sb - 2}", f"l{sb - 2}"),
+                    )
+                )
+        return ops
+
+    def _flag_writes(self, ctx: _Ctx, acct: _Acct, v: Verdict, state: _EventState) -> list[Op]:
+        """Return what ``_flagged`` changes: the account's flag, the address, the domain."""
+        a = ctx.account
+        assert a is not None  # noqa: S101 - callers check
+        cfg = self.det.config
+        level = int(v.level)
+        t = ctx.t
+        ops: list[Op] = []
+        if level > acct.flag:
+            fields = {"flag": str(level), "flagb": str(ctx.lb)}
+            if acct.flag == 0:
+                fields["flagt"] = repr(t)
+                self.flagged_accounts += 1
+                self.det.stats.flagged_accounts += 1
+            ops.append(("put_record", (a, "rec"), fields, t, self._rec_ttl, False, ()))
+        if level >= Level.ABUSE and ctx.net not in acct.usual:
+            ops.append(
+                (
+                    "put_record",
+                    (ctx.member, "rec"),
+                    {"abuse": repr(t + cfg.abuse_ip_ttl)},
+                    t,
+                    cfg.abuse_ip_ttl + cfg.long_window,
+                    False,
+                    (),
+                )
+            )
+        dom = _domain(a)
+        if dom is not None:
+            known = state._domains.get(dom, {})
+            remove: tuple[str, ...] = ()
+            if a not in known and len(known) >= _DOMAIN_FLAGGED_CAP:
+                remove = (min(known, key=known.__getitem__),)
+            ops.append(
+                ("put_record", (dom, "flagged"), {a: repr(t)}, t, cfg.long_window, False, remove)
+            )
+        return ops
+
+
+def _window_writes(
+    ctx: _Ctx, key: tuple[Any, ...], at: float, w: _Win | None, *, net_usual: bool, cc_usual: bool
+) -> list[Op]:
+    """Return the counts one event adds to one window bucket (``Detector._add``)."""
+    kind = ctx.kind
+    ops: list[Op] = []
+    if kind == _AUTH_FAIL:
+        ops.append(("incr", key, "f", 1, at))
+        return ops
+    ops.append(("incr", key, f"n:{ctx.net}", 1, at))
+    if not net_usual:
+        in_window = w is not None and w.nets is not None and ctx.net in w.nets
+        in_bucket = isinstance(w, _SWin) and ctx.net in w.cur_nets
+        if not in_window:
+            ops.append(("incr", key, "nw", 1, at))
+        if not in_bucket:
+            ops.append(("incr", key, "nn", 1, at))
+    cc = ctx.cc
+    if cc is not None:
+        ops.append(("incr", key, f"c:{cc}", 1, at))
+        if not cc_usual:
+            in_window = w is not None and w.ccs is not None and cc in w.ccs
+            in_bucket = isinstance(w, _SWin) and cc in w.cur_ccs
+            if not in_window:
+                ops.append(("incr", key, "cw", 1, at))
+            if not in_bucket:
+                ops.append(("incr", key, "cn", 1, at))
+    if kind == _SUB:
+        ops.append(("incr", key, "m", 1, at))
+        if not net_usual:
+            ops.append(("incr", key, "u", 1, at))
+        if ctx.rcpts:
+            ops.append(("incr", key, "r", ctx.rcpts, at))
+    return ops
+
+
+def _domain(account: str) -> str | None:
+    if "@" not in account:
+        return None
+    return account.rpartition("@")[2].lower() or None
+
+
+def _window(prev: dict[str, int], cur: dict[str, int]) -> _SWin:
+    """Return a compact window of two buckets' counts (the window ending with ``cur``).
+
+    New networks and countries of the window: those of the previous bucket (``nn``,
+    ``cn``: new within that bucket) plus those first seen in the window during the
+    current one (``nw``, ``cw``), which is what the compact detector's window counts.
+    """
+    w = _SWin()
+    ccs: dict[str, int] = {}
+    nets: dict[int, int] = {}
+    for part, is_cur in ((prev, False), (cur, True)):
+        for f, v in part.items():
+            if f[1:2] != ":":
+                continue
+            if f[0] == "c":
+                k = sys.intern(f[2:])
+                ccs[k] = ccs.get(k, 0) + v
+                if is_cur:
+                    w.cur_ccs.add(k)
+            elif f[0] == "n":
+                n = int(f[2:])
+                nets[n] = nets.get(n, 0) + v
+                if is_cur:
+                    w.cur_nets.add(n)
+    w.mails = prev.get("m", 0) + cur.get("m", 0)
+    w.unusual = prev.get("u", 0) + cur.get("u", 0)
+    w.rcpts = prev.get("r", 0) + cur.get("r", 0)
+    w.fails = prev.get("f", 0) + cur.get("f", 0)
+    w.nnew = prev.get("nn", 0) + cur.get("nw", 0)
+    w.cnew = prev.get("cn", 0) + cur.get("cw", 0)
+    w.ccs = ccs or None
+    w.nets = nets or None
+    return w
