@@ -172,9 +172,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                     bsd, host, qid, rcpt, relay, dsn, status = m.group(
                         1, 3, _AQ, _RCPT, _RELAY, _DSN, _STATUS
                     )
-                    when = bsd_get(bsd)
-                    if when is None:
-                        when = stamp(bsd, m[2], None, out)
+                    when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
                     append(new_delivery(when, qid, rcpt, status, relay, dsn, host))
                     key = (host, qid)
                     msg = pending_get(key)
@@ -192,9 +190,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                     bsd, host, prog, pid, qid, ip_text, mechanism, account = m.group(
                         1, 3, _SPROG, _SPID, _SQ, _CIP, _CMECH, _CUSER
                     )
-                    when = bsd_get(bsd)
-                    if when is None:
-                        when = stamp(bsd, m[2], None, out)
+                    when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
                     ip = ip_get(ip_text)
                     if ip is None:
                         ip = ip_or_bad(ip_text)
@@ -215,9 +211,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                     used += 1
                 elif k == nrcpt_k:  # qmgr from=: postfix._qmgr
                     bsd, host, qid = m.group(1, 3, _QQ)
-                    when = bsd_get(bsd)
-                    if when is None:
-                        when = stamp(bsd, m[2], None, out)
+                    when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
                     key = (host, qid)
                     msg = pending_get(key)
                     if msg is not None:
@@ -232,9 +226,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                         used += 1
                 elif k == rm_k:  # qmgr removed
                     bsd, host, qid = m.group(1, 3, _QQ)
-                    when = bsd_get(bsd)
-                    if when is None:
-                        when = stamp(bsd, m[2], None, out)
+                    when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
                     msg = pending.pop((host, qid), None)
                     if msg is not None:
                         append(msg.event())
@@ -248,9 +240,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                     other.append(m[k])
                 elif k == _FREASON:  # SASL authentication failed: postfix._smtpd
                     bsd, host, prog, pid, reason = m.group(1, 3, _SPROG, _SPID, _FREASON)
-                    when = bsd_get(bsd)
-                    if when is None:
-                        when = stamp(bsd, m[2], None, out)
+                    when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
                     key = (host, pid)
                     failed[key] = failed.get(key, 0) + 1
                     if len(failed) > max_sessions:
@@ -269,9 +259,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                     used += 1
                 elif k == _DREST:  # smtpd disconnect: postfix._disconnect
                     bsd, host, prog, pid, rest = m.group(1, 3, _SPROG, _SPID, _DREST)
-                    when = bsd_get(bsd)
-                    if when is None:
-                        when = stamp(bsd, m[2], None, out)
+                    when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
                     key = (host, pid)
                     authed.pop(key, None)
                     logged = failed.pop(key, 0)
@@ -297,9 +285,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                     ):
                         continue
                     bsd = m[1]
-                    when = bsd_get(bsd)
-                    if when is None:
-                        when = stamp(bsd, m[2], None, out)
+                    when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
                     if handler(when, m[_HOST], prog, pid, msg_text, out):
                         used += 1
             break
