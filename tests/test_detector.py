@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from authabuse.detector import Detector, DetectorConfig
+from authabuse.detector import STATE_VERSION, Detector, DetectorConfig
 from authabuse.errors import ConfigurationError, CorruptDataError, IncompatibleError
 from authabuse.events import AuthAttempt, Delivery, Event, Submission
 from authabuse.rules import Allowlist, F, Level, Rule, RuleSet, default_rules
@@ -451,7 +451,8 @@ def test_corrupt_and_foreign_state_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "cut").write_bytes(raw[:-5])
     with pytest.raises(CorruptDataError, match="truncated"):
         Detector.load(tmp_path / "cut", geo=None)
-    (tmp_path / "other").write_bytes(raw.replace(b'"version": 1', b'"version": 99', 1))
+    version = f'"version": {STATE_VERSION}'.encode()
+    (tmp_path / "other").write_bytes(raw.replace(version, b'"version": 99', 1))
     with pytest.raises(IncompatibleError, match="version 99"):
         Detector.load(tmp_path / "other", geo=None)
     (tmp_path / "junk").write_bytes(b"hello world\n")

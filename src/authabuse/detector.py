@@ -58,7 +58,7 @@ from authabuse.rules import (
 __all__ = ["Detector", "DetectorConfig", "DetectorStats"]
 
 STATE_MAGIC = "authabuse-detector-state"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: accounts keep keys on learning probation
 
 
 class _Resolver(Protocol):
@@ -95,7 +95,7 @@ class DetectorConfig:
     baseline_size: int = 12
     exact_limit: int = 64
     precision: int = 12
-    abuse_ip_ttl: float = 86400.0
+    abuse_ip_ttl: float = 7 * 86400.0
 
     def __post_init__(self) -> None:
         for name in ("short_window", "long_window", "max_accounts", "max_ips", "exact_limit"):
@@ -235,6 +235,7 @@ class _Win:
 
     __slots__ = (
         "ccs",
+        "cfor",
         "cnew",
         "fails",
         "ipm",
@@ -255,6 +256,7 @@ class _Win:
         self.nets: dict[int, int] | None = None  # network key -> events
         self.nnew = 0  # networks not usual when first seen here
         self.cnew = 0  # countries not usual when first seen here
+        self.cfor: set[str] | None = None  # ... those countries (reached from unusual networks)
         self.unusual = 0  # messages from networks not usual at the time
         self.ipm: dict[int, list[float]] | None = None  # ip -> [messages, first, last]
         self.rcpts = 0
@@ -275,12 +277,16 @@ class _Win:
             self.rcpts,
             _d_dump(self.rdoms),
             self.fails,
+            None if self.cfor is None else sorted(self.cfor),
         ]
 
     @classmethod
     def load(cls, data: list[Any]) -> _Win:
         w = cls()
-        (mails, ips, ccs, nets, w.nnew, w.cnew, w.unusual, ipm, w.rcpts, rdoms, w.fails) = data
+        (mails, ips, ccs, nets, w.nnew, w.cnew, w.unusual, ipm, w.rcpts, rdoms, w.fails, cfor) = (
+            data
+        )
+        w.cfor = None if cfor is None else {str(c) for c in cfor}
         w.mails = mails
         w.ips = _d_load(ips)
         w.ccs = ccs
@@ -314,6 +320,7 @@ class _Acct:
         "sb",
         "sc",
         "sn",
+        "trial",
         "usual",
     )
 
@@ -323,6 +330,9 @@ class _Acct:
         self.last_usual = -math.inf  # last event from a usual network
         self.usual: tuple[Any, ...] = ()  # network keys (int) and countries (str), MRU first
         self.known_ips: tuple[int, ...] = ()
+        # Learning probation: networks and countries seen on a finished day but not (yet)
+        # usual, each with the last long-window bucket it was seen in, MRU first.
+        self.trial: tuple[tuple[Any, int], ...] = ()
         self.peak_mails = 0
         self.peak_ips = 0
         self.flag = 0  # Level value reached in the current long window
@@ -336,13 +346,27 @@ class _Acct:
         self.ln: _Win | None = None
 
 
-def _learned_usual(usual: tuple[Any, ...], w: _Win, size: int) -> tuple[Any, ...]:
-    """Return the baseline after learning window ``w`` (its busiest keys first)."""
+_TRIAL_DAYS = 7  # long-window buckets a key stays on probation
+_TRIAL_MAX = 16  # keys kept on probation per account
+_TRIAL_TOP = 8  # busiest new keys of each kind a finished day puts on probation
+
+
+def _busiest(w: _Win, size: int) -> list[Any]:
+    """Return the window's busiest networks, then its busiest countries (``size`` each)."""
     seen: list[Any] = []
     if w.nets:
-        seen.extend(k for k, _ in sorted(w.nets.items(), key=lambda kv: (-kv[1], kv[0]))[:size])
+        seen.extend(k for k, _ in heapq.nsmallest(size, w.nets.items(), key=_by_count))
     if w.ccs:
-        seen.extend(k for k, _ in sorted(w.ccs.items(), key=lambda kv: (-kv[1], kv[0]))[:size])
+        seen.extend(k for k, _ in heapq.nsmallest(size, w.ccs.items(), key=_by_count))
+    return seen
+
+
+def _by_count(kv: tuple[Any, int]) -> tuple[int, str]:
+    return -kv[1], str(kv[0])
+
+
+def _merged_usual(usual: tuple[Any, ...], seen: list[Any], size: int) -> tuple[Any, ...]:
+    """Return ``usual`` with ``seen`` moved to the front (at most ``size`` of each kind)."""
     if not seen:
         return usual
     nets = [k for k in seen if isinstance(k, int)] + [
@@ -357,12 +381,53 @@ def _learned_usual(usual: tuple[Any, ...], w: _Win, size: int) -> tuple[Any, ...
     return tuple(merged)
 
 
+def _learned(  # noqa: PLR0917 - private helper, called in two places the same way
+    usual: tuple[Any, ...],
+    trial: tuple[tuple[Any, int], ...],
+    w: _Win,
+    size: int,
+    day: int,
+    clean: bool,
+) -> tuple[tuple[Any, ...], tuple[tuple[Any, int], ...]]:
+    """Return ``(usual, trial)`` after the finished long slice ``w`` (bucket ``day``).
+
+    An account without a baseline learns its first clean day whole. After that, a
+    network or country the baseline does not hold goes on probation first, and joins the
+    baseline when it comes back on a later clean day within ``_TRIAL_DAYS``: a traveller's
+    hotel or a new VPN exit is learned on its second day, while a botnet's addresses,
+    new every day, never teach the baseline. A flagged day (``clean`` false) teaches
+    nothing, but its new keys still go on probation, so they keep counting as recent.
+    """
+    if not usual:
+        return (_merged_usual(usual, _busiest(w, size), size) if clean else usual), trial
+    since = day - _TRIAL_DAYS
+    on_trial = {k: d for k, d in trial if d >= since}
+    keep: list[Any] = []
+    pending: list[Any] = []
+    for k in _busiest(w, size):
+        if k in usual:
+            if clean:
+                keep.append(k)
+        elif isinstance(k, str) and not (w.cfor and k in w.cfor):
+            continue  # a country reached only through usual networks: not a new place
+        elif clean and on_trial.get(k, day) < day:
+            keep.append(k)
+            del on_trial[k]
+        elif len(pending) < 2 * _TRIAL_TOP:
+            pending.append(k)
+    fresh = tuple((k, day) for k in pending)
+    rest = tuple((k, d) for k, d in on_trial.items() if k not in pending)
+    return _merged_usual(usual, keep, size), (fresh + rest)[:_TRIAL_MAX]
+
+
 # ------------------------------------------------------------------ packed accounts
 # An account with nothing in its windows any more is kept as bytes: first seen (u32),
 # last seen (f64), learned peaks (2 x u32), then its usual networks (i64), usual
-# countries (ASCII, 3 bytes) and known addresses (2 x u64 each).
+# countries (ASCII, 3 bytes), known addresses (2 x u64 each) and the keys on learning
+# probation (bucket u32, kind u8: 0 network, 1 country, key i64).
 
-_PACK_HEAD = struct.Struct("<IddIIBBB")
+_PACK_HEAD = struct.Struct("<IddIIBBBB")
+_TRIAL = struct.Struct("<IBq")
 _Q = struct.Struct("<q")
 _QQ = struct.Struct("<QQ")
 
@@ -382,17 +447,24 @@ def _pack(acct: _Acct) -> bytes:
             len(nets),
             len(ccs),
             len(acct.known_ips),
+            len(acct.trial),
         )
     ]
     out.extend(_Q.pack(k) for k in nets)
     out.extend(k.encode("ascii", "replace")[:3].ljust(3, b"\0") for k in ccs)
     out.extend(_QQ.pack(m >> 64, m & 0xFFFFFFFFFFFFFFFF) for m in acct.known_ips)
+    for k, day in acct.trial:
+        if isinstance(k, str):
+            code = int.from_bytes(k.encode("ascii", "replace")[:3], "little")
+            out.append(_TRIAL.pack(day & 0xFFFFFFFF, 1, code))
+        else:
+            out.append(_TRIAL.pack(day & 0xFFFFFFFF, 0, k))
     return b"".join(out)
 
 
 def _unpack(data: bytes) -> _Acct:
-    first, last, last_usual, peak_mails, peak_ips, n_nets, n_ccs, n_ips = _PACK_HEAD.unpack_from(
-        data
+    (first, last, last_usual, peak_mails, peak_ips, n_nets, n_ccs, n_ips, n_trial) = (
+        _PACK_HEAD.unpack_from(data)
     )
     acct = _Acct(last)
     acct.first = first
@@ -409,6 +481,16 @@ def _unpack(data: bytes) -> _Acct:
     for i in range(n_ips):
         hi, lo = _QQ.unpack_from(data, off + 16 * i)
         ips.append((hi << 64) | lo)
+    off += 16 * n_ips
+    trial: list[tuple[Any, int]] = []
+    for i in range(n_trial):
+        day, kind, key = _TRIAL.unpack_from(data, off + _TRIAL.size * i)
+        if kind:
+            cc = key.to_bytes(3, "little").rstrip(b"\0").decode("ascii")
+            trial.append((sys.intern(cc), day))
+        else:
+            trial.append((key, day))
+    acct.trial = tuple(trial)
     acct.usual = tuple(nets + ccs)
     acct.known_ips = tuple(ips)
     acct.peak_mails = peak_mails
@@ -418,6 +500,14 @@ def _unpack(data: bytes) -> _Acct:
 
 def _packed_last(data: bytes) -> float:
     return float(_PACK_HEAD.unpack_from(data)[1])
+
+
+def _shared(rec: _IPRec) -> bool:
+    """Tell whether an address served three accounts or more lately (VPN exit, NAT).
+
+    Such an address is not marked as a detected abuse's, so one false alarm cannot spread.
+    """
+    return len(set(_d_members(rec.accts)) | set(_d_members(rec.prev))) >= 3
 
 
 class _IPRec:
@@ -647,7 +737,7 @@ class Detector:
             acct = self._accts[account] = _unpack(acct)
         for w in (acct.lc, acct.sc):
             if w is not None:
-                self._learn(acct, w)
+                self._learn(acct, w, force=True)
                 acct.peak_mails = max(acct.peak_mails, w.mails)
                 acct.peak_ips = max(acct.peak_ips, _d_len(w.ips))
         acct.flag = 0
@@ -1037,13 +1127,20 @@ class Detector:
             return _d_len_with(known, account)
         return _d_len(known)
 
-    def _country_common(self, cc: str | None, pure: bool) -> bool:
+    def _country_common(self, cc: str | None, pure: bool, pending: bool | None = None) -> bool:
+        """Whether ``cc`` carries at least 5 % of all traffic.
+
+        ``pure``: the event (of country ``cc``) is not counted yet; ``pending`` says, for
+        another country than the event's, whether the event still adds to the total.
+        """
         if cc is None:
             return False
         n = self._cc_counts.get(cc, 0)
         total = self._cc_total
         if pure:
             n += 1
+            total += 1
+        elif pending:
             total += 1
         # Until the detector has seen enough traffic, every country counts as common:
         # an account without a baseline then gets the benefit of the doubt.
@@ -1081,7 +1178,14 @@ class Detector:
         self._roll(acct, ctx)
         usual = acct.usual
         net_usual = ctx.net in usual
-        cc_usual = ctx.cc is None or ctx.cc in usual
+        # A country reached through a usual network (a VPN provider's or a cloud's exits
+        # in several countries) is not a new place for the account.
+        cc_usual = (
+            ctx.cc is None
+            or ctx.cc in usual
+            or net_usual
+            or self._net_popularity.get(ctx.net, 0) >= _POPULAR
+        )
         if net_usual and ctx.kind != _AUTH_FAIL and ctx.t > acct.last_usual:
             acct.last_usual = ctx.t
         for w in (acct.sc, acct.sn, acct.lc, acct.ln):
@@ -1118,17 +1222,18 @@ class Detector:
                 del self._accts[name]
                 self.stats.expired_accounts += 1
                 continue
-            if acct.ln is not None and acct.flag == 0:
-                self._learn(acct, acct.ln)
+            if acct.ln is not None:
+                self._learn(acct, acct.ln, clean=acct.flag == 0)
             if acct.ln is not None:
                 acct.peak_mails = max(int(acct.peak_mails * 0.9), acct.ln.mails)
                 acct.peak_ips = max(int(acct.peak_ips * 0.9), _d_len(acct.ln.ips))
             self._accts[name] = _pack(acct)
         ips = self._ips
         for key, rec in list(ips.items()):
-            if rec.b >= lb - 1 or rec.abuse_until > t:
+            if rec.b >= lb - 1:
                 break
-            del ips[key]
+            if rec.abuse_until <= t:  # an address of a detected abuse stays until its TTL
+                del ips[key]
 
     def _evict_accounts(self) -> None:
         n = max(1, len(self._accts) // 100)
@@ -1142,8 +1247,7 @@ class Detector:
             if acct.lb >= 0 and ctx.lb > acct.lb:
                 done = acct.ln  # the finished long bucket alone
                 if done is not None:
-                    if acct.flag == 0:
-                        self._learn(acct, done)
+                    self._learn(acct, done, clean=acct.flag == 0)
                     acct.peak_mails = max(int(acct.peak_mails * 0.9), done.mails)
                     acct.peak_ips = max(int(acct.peak_ips * 0.9), _d_len(done.ips))
                 if ctx.lb == acct.lb + 1:
@@ -1167,13 +1271,32 @@ class Detector:
             acct.lc = acct.lc or _Win()
             acct.ln = acct.ln or _Win()
 
-    def _learn(self, acct: _Acct, w: _Win) -> None:
-        """Fold a window's networks, countries and main addresses into the baseline."""
-        before = acct.usual
-        acct.usual = _learned_usual(before, w, self.config.baseline_size)
+    def _learn(self, acct: _Acct, w: _Win, *, clean: bool = True, force: bool = False) -> None:
+        """Fold a finished day's networks, countries and main addresses into the baseline.
+
+        ``clean`` is false for a day on which the account was flagged (nothing is learned,
+        its new keys go on probation); ``force`` (an operator's ``mark_benign``) learns
+        everything at once.
+        """
+        before, tried = acct.usual, acct.trial
+        size = self.config.baseline_size
+        if force:
+            acct.usual = _merged_usual(before, _busiest(w, size), size)
+        else:
+            acct.usual, acct.trial = _learned(before, tried, w, size, acct.lb, clean)
+        if not clean:
+            return
+        # A network counts towards popularity once per account, when the account starts
+        # using it on a clean day (on probation or learned at once).
         popular = self._net_popularity
+        known = set(before)
+        known.update(k for k, _ in tried)
         for k in acct.usual:
-            if isinstance(k, int) and k not in before:
+            if isinstance(k, int) and k not in known:
+                popular[k] = popular.get(k, 0) + 1
+                known.add(k)
+        for k, _ in acct.trial:
+            if isinstance(k, int) and k not in known:
                 popular[k] = popular.get(k, 0) + 1
         if w.ipm:
             top = [k for k, _ in sorted(w.ipm.items(), key=lambda kv: -kv[1][0])[:4]]
@@ -1211,6 +1334,10 @@ class Detector:
                 ccs[cc] = 1
                 if not cc_usual:
                     w.cnew += 1
+                    if w.cfor is None:
+                        w.cfor = {cc}
+                    else:
+                        w.cfor.add(cc)
             else:
                 ccs[cc] = c + 1
         if kind != _SUB:
@@ -1238,13 +1365,24 @@ class Detector:
         if acct.flag == 0:
             self.stats.flagged_accounts += 1
             acct.flag_t = ctx.t
+        first_abuse = level >= Level.ABUSE > acct.flag
         acct.flag = max(acct.flag, level)
-        if level >= Level.ABUSE and ctx.net not in acct.usual:
-            # Only the address that sent this abusive event, from a network the account
-            # does not use, is marked: never the owner's own addresses.
+        if (
+            level >= Level.ABUSE
+            and ctx.net not in acct.usual
+            and (acct.usual or not self._country_common(ctx.cc, False))
+        ):
+            # Only addresses that sent this account's mail from networks it does not use
+            # are marked, never the owner's own: this event's, and when the account has
+            # just been found abusive, those of the abuse so far (the short window). An
+            # account without a baseline cannot tell its owner's addresses from the
+            # abuse's: only addresses in foreign countries are marked then.
+            until = ctx.t + self.config.abuse_ip_ttl
             rec = self._ips.get(ctx.member)
-            if rec is not None:
-                rec.abuse_until = ctx.t + self.config.abuse_ip_ttl
+            if rec is not None and not _shared(rec):
+                rec.abuse_until = until
+            if first_abuse:
+                self._mark_abuse_ips(acct, until)
         account = ctx.account
         assert account is not None  # noqa: S101 - callers check
         dom = _domain(account)
@@ -1254,6 +1392,30 @@ class Detector:
             if len(flagged) > 1024:
                 oldest = min(flagged, key=flagged.__getitem__)
                 del flagged[oldest]
+
+    def _mark_abuse_ips(self, acct: _Acct, until: float) -> None:
+        """Mark the abuse so far as a detected abuse's addresses.
+
+        Those are the addresses that sent the account's mail in the short window from
+        networks it does not use.
+        """
+        w = acct.sc
+        if w is None or not w.ipm:
+            return
+        usual, known, ips, cache = acct.usual, acct.known_ips, self._ips, self._geo_cache
+        for member in w.ipm:
+            rec = ips.get(member)
+            hit = cache.get(member)
+            if rec is None or hit is None or member in known or _shared(rec):
+                continue
+            net = hit[1]
+            if net is None:
+                if member & _V6_MARK:
+                    net = -(65537 + ((member & (_V6_MARK - 1)) >> 32))
+                else:
+                    net = -(1 + (member >> 16))
+            if net not in usual and (usual or not self._country_common(hit[0], False)):
+                rec.abuse_until = max(rec.abuse_until, until)
 
     # ------------------------------------------------------------------- features
 
@@ -1337,7 +1499,7 @@ def _fmt(v: Any) -> str:
 class _View(dict[str, Any]):
     """Feature values for one event, computed on first access."""
 
-    __slots__ = ("acct", "ctx", "det", "geo", "pure", "raw")
+    __slots__ = ("acct", "ctx", "det", "geo", "learned", "pure", "raw")
 
     def __init__(self, det: Detector, ctx: _Ctx, acct: _Acct | None, pure: bool) -> None:
         super().__init__()
@@ -1347,6 +1509,7 @@ class _View(dict[str, Any]):
         self.pure = pure  # True: the event is not recorded yet, count it in
         self.geo: dict[bool, dict[str, Any]] = {}
         self.raw: dict[bool, tuple[dict[str, int], dict[int, int]] | None] = {}
+        self.learned: tuple[tuple[Any, ...], tuple[tuple[Any, int], ...]] | None = None
 
     def __missing__(self, name: str) -> Any:
         fn = self.det._features.get(name)
@@ -1377,12 +1540,22 @@ class _View(dict[str, Any]):
     @property
     def usual(self) -> tuple[Any, ...]:
         """The account's baseline as it is when this event is counted."""
+        return self.baseline()[0]
+
+    def baseline(self) -> tuple[tuple[Any, ...], tuple[tuple[Any, int], ...]]:
+        """Return the account's ``(usual, trial)`` as they are when this event is counted."""
         acct = self.acct
         if acct is None:
-            return ()
-        if self.pure and 0 <= acct.lb < self.ctx.lb and acct.flag == 0 and acct.ln is not None:
-            return _learned_usual(acct.usual, acct.ln, self.det.config.baseline_size)
-        return acct.usual
+            return (), ()
+        if self.pure and 0 <= acct.lb < self.ctx.lb and acct.ln is not None:
+            cached = self.learned
+            if cached is None:
+                size = self.det.config.baseline_size
+                cached = self.learned = _learned(
+                    acct.usual, acct.trial, acct.ln, size, acct.lb, acct.flag == 0
+                )
+            return cached
+        return acct.usual, acct.trial
 
     def pending(self) -> bool:
         """Whether the event still has to be counted in (pure check)."""
@@ -1504,7 +1677,7 @@ def _f_new_countries(v: _View, s: bool) -> int:
     n = w.cnew if w else 0
     cc = v.ctx.cc
     if v.pending() and cc and not (w and w.ccs and cc in w.ccs) and cc not in v.usual:
-        n += 1
+        n += 0 if v["network_usual"] or v["network_popular"] else 1
     return n
 
 
@@ -1632,7 +1805,26 @@ def _hours_since_usual(v: _View) -> float:
     return max(0.0, (v.ctx.t - v.acct.last_usual) / 3600.0)
 
 
+def _recent_new_countries(v: _View) -> int:
+    """Foreign countries new to the account over the last week (probation + long window)."""
+    usual, trial = v.baseline()
+    since = v.ctx.lb - _TRIAL_DAYS
+    found = {k for k, d in trial if isinstance(k, str) and d >= since}
+    w = v.win(False)
+    if w is not None and w.cfor:
+        found.update(w.cfor)
+    cc = v.ctx.cc
+    if v.pending() and cc and not (v["network_usual"] or v["network_popular"]):
+        found.add(cc)
+    found.difference_update(usual)
+    if not found:
+        return 0
+    det, pure = v.det, v.pending() and cc is not None
+    return sum(1 for k in found if not det._country_common(k, pure and k == cc, pure))
+
+
 _PLAIN_FNS: dict[str, Callable[[_View], Any]] = {
+    "recent_new_countries": _recent_new_countries,
     "history_days": _history_days,
     "usual_networks": lambda v: len(v.usual),
     "peak_ips_day": lambda v: v.acct.peak_ips if v.acct else 0,
@@ -1682,6 +1874,7 @@ def _wsize(w: _Win | None) -> int:
 def _acct_size(name: str, a: _Acct) -> int:
     size = sys.getsizeof
     total = size(name) + 40 + size(a) + size(a.usual) + size(a.known_ips) + size(a.last)
+    total += size(a.trial) + sum(size(e) for e in a.trial)
     total += sum(size(k) for k in a.usual if isinstance(k, int) and not -5 <= k <= 256)
     seen: set[int] = set()
     for w in (a.sc, a.sn, a.lc, a.ln):

@@ -96,6 +96,7 @@ PLAIN_FEATURES: dict[str, str] = {
     "domain_accounts": "distinct accounts seen in the account's mail domain",
     "usual_countries": "countries in the account's baseline (roamers and VPN users: several)",
     "hours_since_usual": "hours since the account last used a usual network (1e6: never)",
+    "recent_new_countries": "foreign countries new to the account seen over the last 7 days",
 }
 
 # Boolean features: usable directly as conditions.
@@ -974,24 +975,28 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
     def f(stem: str, w: str) -> Feature:
         return Feature(f"{stem}_{w}")
 
+    # Conditions are evaluated left to right and stop at the first false one: the cheap
+    # test that fails for almost every legitimate event (the owner's own network) first.
     unusual = ~F.network_usual
-    private = ~F.network_popular  # not a network many customers share (VPN exits, CGNAT)
+    # Not shared infrastructure: a network in the baselines of several customers, or an
+    # address serving several accounts (VPN exits, carrier NAT, office NAT).
+    private = ~F.network_popular & (f("ip_accounts", lg) <= 2)
     narrow = F.baseline_ready & (F.usual_countries <= 1)  # has a baseline; does not roam
     rules = (
         Rule(
             "sprinkle",
-            when=(f("new_asns", s) >= 4) & (f("new_countries", s) >= 3) & unusual,
+            when=unusual & (f("new_asns", s) >= 4) & (f("new_countries", s) >= 3),
             score=100,
             describe="many new networks in many new countries within the short window",
         ),
         Rule(
             "foreign-hops",
-            when=(f("new_asns", s) >= 2)
-            & (f("new_countries", s) >= 2)
-            & unusual
-            & private
+            when=unusual
             & ~F.country_common
-            & narrow,
+            & (f("new_asns", s) >= 2)
+            & (f("new_countries", s) >= 2)
+            & narrow
+            & private,
             score=60,
             describe="two new foreign networks in two new countries within the short window",
         ),
@@ -1003,9 +1008,9 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
         ),
         Rule(
             "burst",
-            when=(f("ip_mails", s) >= 5)
+            when=unusual
+            & (f("ip_mails", s) >= 5)
             & (f("ip_rate", s) >= 0.5)
-            & unusual
             & ~F.ip_usual
             & (F.baseline_ready | ~F.country_common),
             score=100,
@@ -1019,70 +1024,76 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
         ),
         Rule(
             "domestic-spread",
-            when=(f("ips", s) >= 4)
+            when=unusual
+            & (f("ips", s) >= 4)
             & (f("new_asns", s) >= 3)
             & (f("ips_per_mail", s) >= 0.3)
-            & unusual
-            & private
-            & F.baseline_ready,
+            & F.country_common
+            & F.baseline_ready
+            & private,
             score=60,
             describe="several new networks of the usual country within the short window",
         ),
         Rule(
             "impossible-travel",
-            when=~F.country_usual
-            & ~F.country_common
-            & unusual
+            when=unusual
             & F.is_submission
-            & private
+            & ~F.country_usual
+            & ~F.country_common
             & narrow
-            & (F.hours_since_usual <= 2),
+            & (F.hours_since_usual <= 2)
+            & private,
             score=30,
             describe="a new foreign network while the usual one is still in use",
         ),
         Rule(
             "slow-spread",
-            when=(f("new_asns", lg) >= 6) & (f("new_countries", lg) >= 3) & unusual & narrow,
+            when=unusual
+            & (F.recent_new_countries >= 4)
+            & ~F.country_usual
+            & ~F.country_common
+            & F.baseline_ready
+            & private,
             score=100,
-            describe="new networks accumulating over the long window",
+            describe="new foreign countries accumulating over days",
         ),
         Rule(
             "roaming-spread",
-            when=(f("new_asns", lg) >= 12) & (f("new_countries", lg) >= 6) & unusual,
+            when=unusual & (f("new_asns", lg) >= 12) & (f("new_countries", lg) >= 6),
             score=100,
             describe="new networks accumulating fast even for an account that roams",
         ),
         Rule(
             "domestic-botnet",
-            when=(f("new_asns", lg) >= 8) & (f("ips", lg) >= 12) & unusual & F.country_common,
+            when=unusual & (f("new_asns", lg) >= 8) & (f("ips", lg) >= 12) & F.country_common,
             score=100,
             describe="many new networks inside the usual country",
         ),
         Rule(
             "shared-ip",
-            when=(f("ip_accounts", lg) >= 3) & unusual & ~F.ip_usual & private,
+            when=unusual & (f("ip_accounts", lg) >= 3) & ~F.ip_usual & ~F.network_popular,
             score=30,
             describe="the address logs in to several accounts",
         ),
         Rule(
             "known-abuse-ip",
-            when=F.ip_in_abuse & unusual & private & narrow,
-            score=60,
+            when=unusual & F.ip_in_abuse & ~F.ip_usual & private,
+            score=100,
             describe="the address took part in a detected abuse",
         ),
         Rule(
             "domain-wave",
-            when=(f("domain_flagged", s) >= 1)
-            & (F.domain_accounts <= 500)
-            & unusual
-            & private
+            when=unusual
+            & (f("domain_flagged", s) >= 1)
+            & (F.domain_accounts <= 50)
+            & ~F.network_popular
             & (f("new_asns", s) >= 2),
             score=50,
             describe="another account of the same domain was flagged just now",
         ),
         Rule(
             "auth-failures",
-            when=(f("auth_failures", s) >= 10) & unusual,
+            when=unusual & (f("auth_failures", s) >= 10),
             score=30,
             describe="many failed logins for the account",
         ),
