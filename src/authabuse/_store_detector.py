@@ -72,7 +72,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from authabuse.counters._store import Op, run_batch
-from authabuse.detector import _COMMON_MIN, _Acct, _Ctx, _IPRec, _learned_usual, _Win
+from authabuse.detector import (
+    _COMMON_MIN,
+    _POPULAR,
+    _Acct,
+    _busiest,
+    _Ctx,
+    _IPRec,
+    _learned,
+    _merged_usual,
+    _shared,
+    _Win,
+)
 from authabuse.errors import ConfigurationError
 from authabuse.rules import Level, Verdict
 
@@ -179,6 +190,18 @@ class _Read:
     rec: dict[str, str]
     long_prev: dict[str, int] = field(default_factory=dict)  # the previous long bucket
     long_prev_ips: int = 0
+
+
+def _trial_text(trial: tuple[tuple[Any, int], ...]) -> str:
+    return " ".join(f"n{k}@{d}" if isinstance(k, int) else f"c{k}@{d}" for k, d in trial)
+
+
+def _trial_parse(text: str) -> tuple[tuple[Any, int], ...]:
+    out: list[tuple[Any, int]] = []
+    for item in text.split():
+        key, _, day = item.rpartition("@")
+        out.append((int(key[1:]) if key[0] == "n" else sys.intern(key[1:]), int(day)))
+    return tuple(out)
 
 
 def _usual_text(usual: tuple[Any, ...]) -> str:
@@ -401,6 +424,7 @@ class StoreState:
         acct.last = float(rec.get("last", ctx.t))
         acct.last_usual = float(rec.get("lastu", "-inf"))
         acct.usual = _usual_parse(rec.get("usual", ""))
+        acct.trial = _trial_parse(rec.get("trial", ""))
         kips = rec.get("kips", "")
         acct.known_ips = tuple(int(k) for k in kips.split(",")) if kips else ()
         acct.peak_mails = int(rec.get("pm", 0))
@@ -434,12 +458,13 @@ class StoreState:
                 ]
             )
         flagged = int(rec.get("flagb", -1)) == done_lb and int(rec.get("flag", 0)) > 0
-        if not flagged:
-            w = _window({}, counts)
-            lip = rec.get("lip")
-            single = lip is not None and int(rec.get("lipb", -1)) == done_lb and n_ips == 1
-            w.ips = int(lip) if single and lip is not None else _Count(n_ips)
-            self._learn(acct, w)
+        # A flagged day teaches nothing but puts its new keys on probation.
+        w = _window({}, counts)
+        lip = rec.get("lip")
+        single = lip is not None and int(rec.get("lipb", -1)) == done_lb and n_ips == 1
+        w.ips = int(lip) if single and lip is not None else _Count(n_ips)
+        popular_before = set(acct.usual) | {k for k, _ in acct.trial}
+        self._learn(acct, w, day=done_lb, clean=not flagged)
         acct.peak_mails = max(int(acct.peak_mails * 0.9), counts.get("m", 0))
         acct.peak_ips = max(int(acct.peak_ips * 0.9), n_ips)
         acct.flag = 0
@@ -450,10 +475,27 @@ class StoreState:
             "kips": ",".join(str(k) for k in acct.known_ips),
             "pm": str(acct.peak_mails),
             "pi": str(acct.peak_ips),
+            "trial": _trial_text(acct.trial),
+            # networks the account started using on a clean day (popularity), not stored
+            "_pop": ""
+            if flagged
+            else ",".join(
+                str(k)
+                for k in (*acct.usual, *(k for k, _ in acct.trial))
+                if isinstance(k, int) and k not in popular_before
+            ),
         }
 
-    def _learn(self, acct: _Acct, w: _Win) -> None:
-        acct.usual = _learned_usual(acct.usual, w, self.det.config.baseline_size)
+    def _learn(
+        self, acct: _Acct, w: _Win, *, day: int = 0, clean: bool = True, force: bool = False
+    ) -> None:
+        size = self.det.config.baseline_size
+        if force:
+            acct.usual = _merged_usual(acct.usual, _busiest(w, size), size)
+        else:
+            acct.usual, acct.trial = _learned(acct.usual, acct.trial, w, size, day, clean)
+        if not clean:
+            return
         if w.ipm:
             top = [k for k, _ in sorted(w.ipm.items(), key=lambda kv: -kv[1][0])[:4]]
             acct.known_ips = tuple(top + [k for k in acct.known_ips if k not in top])[:4]
@@ -488,7 +530,8 @@ class StoreState:
         if want_verdict or det._rules:
             verdict = det._verdict(ctx, read.acct and acct, pure=True, state=read.state)
         ops = self._ip_writes(ctx)
-        ops += self._account_writes(ctx, acct, read.rec, rolled)
+        popular = read.state._net_popularity.get(ctx.net, 0) >= _POPULAR
+        ops += self._account_writes(ctx, acct, read.rec, rolled, popular)
         if verdict is not None and verdict.level > Level.OK:
             ops += self._flag_writes(ctx, acct, verdict, read.state)
         self._run(ops)
@@ -533,7 +576,7 @@ class StoreState:
                 row[0] += v
         sc.ipm = ipm or None
         for w in (lc, sc):
-            self._learn(acct, w)
+            self._learn(acct, w, force=True)
             acct.peak_mails = max(acct.peak_mails, w.mails)
             acct.peak_ips = max(acct.peak_ips, w.ips.estimate())
         fields = {
@@ -601,7 +644,12 @@ class StoreState:
         return ops
 
     def _account_writes(
-        self, ctx: _Ctx, acct: _Acct, rec: dict[str, str], rolled: dict[str, str] | None
+        self,
+        ctx: _Ctx,
+        acct: _Acct,
+        rec: dict[str, str],
+        rolled: dict[str, str] | None,
+        popular: bool = False,
     ) -> list[Op]:
         a = ctx.account
         assert a is not None  # noqa: S101 - callers check
@@ -611,8 +659,11 @@ class StoreState:
         t = ctx.t
         kind = ctx.kind
         net_usual = ctx.net in acct.usual
-        cc_usual = ctx.cc is None or ctx.cc in acct.usual
+        # as Detector._record_account: a country reached through a usual or popular
+        # network is not a new place
+        cc_usual = ctx.cc is None or ctx.cc in acct.usual or net_usual or popular
         fields: dict[str, str] = dict(rolled or {})
+        started = fields.pop("_pop", "")
         if not rec:
             fields["lb"] = str(ctx.lb)
         if t > float(rec.get("last", "-inf")):
@@ -631,6 +682,7 @@ class StoreState:
             ops += [
                 ("add_distinct", ("~net", k), [a], l_now) for k in acct.usual if isinstance(k, int)
             ]
+            ops += [("add_distinct", ("~net", int(k)), [a], l_now) for k in started.split(",") if k]
         for key, at, w in (((a, "S"), s_now, acct.sc), ((a, "L"), l_now, acct.lc)):
             ops += _window_writes(ctx, key, at, w, net_usual=net_usual, cc_usual=cc_usual)
         m = ctx.member
@@ -676,7 +728,13 @@ class StoreState:
                 self.flagged_accounts += 1
                 self.det.stats.flagged_accounts += 1
             ops.append(("put_record", (a, "rec"), fields, t, self._rec_ttl, False, ()))
-        if level >= Level.ABUSE and ctx.net not in acct.usual:
+        iprec = state._ips.get(ctx.member)
+        if (
+            level >= Level.ABUSE
+            and ctx.net not in acct.usual
+            and (acct.usual or not state._country_common(ctx.cc, False))
+            and not (iprec is not None and _shared(iprec))
+        ):
             ops.append(
                 (
                     "put_record",
@@ -727,6 +785,7 @@ def _window_writes(
                 ops.append(("incr", key, "cw", 1, at))
             if not in_bucket:
                 ops.append(("incr", key, "cn", 1, at))
+            ops.append(("incr", key, f"C:{cc}", 1, at))  # the window's new countries
     if kind == _SUB:
         ops.append(("incr", key, "m", 1, at))
         if not net_usual:
@@ -761,6 +820,10 @@ def _window(prev: dict[str, int], cur: dict[str, int]) -> _SWin:
                 ccs[k] = ccs.get(k, 0) + v
                 if is_cur:
                     w.cur_ccs.add(k)
+            elif f[0] == "C":
+                if w.cfor is None:
+                    w.cfor = set()
+                w.cfor.add(sys.intern(f[2:]))
             elif f[0] == "n":
                 n = int(f[2:])
                 nets[n] = nets.get(n, 0) + v

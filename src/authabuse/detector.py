@@ -1127,20 +1127,13 @@ class Detector:
             return _d_len_with(known, account)
         return _d_len(known)
 
-    def _country_common(self, cc: str | None, pure: bool, pending: bool | None = None) -> bool:
-        """Whether ``cc`` carries at least 5 % of all traffic.
-
-        ``pure``: the event (of country ``cc``) is not counted yet; ``pending`` says, for
-        another country than the event's, whether the event still adds to the total.
-        """
+    def _country_common(self, cc: str | None, pure: bool) -> bool:
         if cc is None:
             return False
         n = self._cc_counts.get(cc, 0)
         total = self._cc_total
         if pure:
             n += 1
-            total += 1
-        elif pending:
             total += 1
         # Until the detector has seen enough traffic, every country counts as common:
         # an account without a baseline then gets the benefit of the doubt.
@@ -1806,7 +1799,7 @@ def _hours_since_usual(v: _View) -> float:
 
 
 def _recent_new_countries(v: _View) -> int:
-    """Foreign countries new to the account over the last week (probation + long window)."""
+    """Countries new to the account over the last week (probation + long window)."""
     usual, trial = v.baseline()
     since = v.ctx.lb - _TRIAL_DAYS
     found = {k for k, d in trial if isinstance(k, str) and d >= since}
@@ -1817,10 +1810,7 @@ def _recent_new_countries(v: _View) -> int:
     if v.pending() and cc and not (v["network_usual"] or v["network_popular"]):
         found.add(cc)
     found.difference_update(usual)
-    if not found:
-        return 0
-    det, pure = v.det, v.pending() and cc is not None
-    return sum(1 for k in found if not det._country_common(k, pure and k == cc, pure))
+    return len(found)
 
 
 _PLAIN_FNS: dict[str, Callable[[_View], Any]] = {

@@ -96,7 +96,7 @@ PLAIN_FEATURES: dict[str, str] = {
     "domain_accounts": "distinct accounts seen in the account's mail domain",
     "usual_countries": "countries in the account's baseline (roamers and VPN users: several)",
     "hours_since_usual": "hours since the account last used a usual network (1e6: never)",
-    "recent_new_countries": "foreign countries new to the account seen over the last 7 days",
+    "recent_new_countries": "countries new to the account (learning probation) in the last 7 days",
 }
 
 # Boolean features: usable directly as conditions.
