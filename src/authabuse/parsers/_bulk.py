@@ -67,13 +67,13 @@ _STAMP = (  # _core._STAMP without TAI64N (rare: those lines take the line path)
     r"|([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?"
     r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?)) ++"
 )
-_PROG = rf"postfix{_N}*+/(?:{_N}++/)*+"  # postfix, service and instance names, then a '/'
+_PROGRAM = rf"postfix{_N}*+/(?:{_N}++/)*+"  # postfix, service and instance names, then a '/'
 _SKIP = r"connect from .*+"
 
 _PATTERN = (
-    rf"(?:{_STAMP}({_N}++) (?:"
-    # smtpd
-    rf"(?P<sprog>{_PROG}smtpd)\[(?P<spid>[0-9]++)\]: (?:"
+    rf"(?:{_STAMP}({_N}++) "
+    rf"(?P<prog>{_PROGRAM}(?:(?P<dsm>smtpd)|(?P<dqm>qmgr)|{_N}++))\[(?P<pid>[0-9]++)\]: "
+    r"(?(dsm)(?:"  # smtpd
     rf"(?P<sq>{_ID}): (?:"
     rf"client={_N}*+\[(?P<cip>{_IP})\](?::[0-9]++)?, "
     r"sasl_method=(?P<cmech>[0-9A-Za-z_-]*+), sasl_username=(?P<cuser>[^,:\n]++)"
@@ -83,8 +83,7 @@ _PATTERN = (
     rf"|disconnect from {_N}*+\[(?P<dip>{_IP})\](?P<drest>{_safe()})"
     rf"|{_SKIP}(?P<skip2>)"
     r"|(?P<sgen>.*+))"
-    # qmgr
-    rf"|(?P<qprog>{_PROG}qmgr)\[(?P<qpid>[0-9]++)\]: (?:"
+    r"|(?(dqm)(?:"  # qmgr
     rf"(?P<qq>{_ID}): (?:"
     rf"from=<(?P<sender>{_safe('>')})>, size=(?P<size>[0-9]{{1,18}}+), "
     rf"nrcpt=(?P<nrcpt>[0-9]{{1,18}}+)(?![0-9]){_safe()}"
@@ -92,16 +91,14 @@ _PATTERN = (
     r"|message-id=.*+(?P<skip3>))"
     rf"|{_SKIP}(?P<skip4>)"
     r"|(?P<qgen>.*+))"
-    # delivery agents and every other daemon
-    rf"|(?P<aprog>{_PROG}{_N}++)\[(?P<apid>[0-9]++)\]: (?:"
+    r"|(?:"  # delivery agents and every other daemon
     rf"(?P<aq>{_ID}): (?:"
     rf"to=<(?P<rcpt>{_safe('>')})>, relay=(?P<relay>{_safe(',')}), "
     r"delay=[^:,\n]*+, delays=[^:,\n]*+, dsn=(?P<dsn>[^:,\n]*+), "
     rf"status=(?P<status>[^ \n]*+){_safe()}"
     r"|message-id=.*+(?P<skip5>))"
     rf"|{_SKIP}(?P<skip6>)"
-    r"|(?P<agen>.*+))"
-    r")"
+    r"|(?P<agen>.*+))))"
     # anything else: the line path
     r"|(?P<other>.*+))\n"
 )
@@ -111,14 +108,14 @@ _SKIPS = frozenset(_G[f"skip{i}"] for i in range(1, 7))
 _HOST = 3
 _DIP = _G["dip"]
 (
-    _SPROG, _SPID, _SQ, _CIP, _CMECH, _CUSER, _FIP, _FMECH, _FREASON, _DREST, _SGEN,
-    _QPROG, _QPID, _QQ, _SENDER, _SIZE, _NRCPT, _RM, _QGEN,
-    _APROG, _APID, _AQ, _RCPT, _RELAY, _DSN, _STATUS, _AGEN, _OTHER,
+    _PROG, _PID, _SQ, _CIP, _CMECH, _CUSER, _FIP, _FMECH, _FREASON, _DREST, _SGEN,
+    _QQ, _SENDER, _SIZE, _NRCPT, _RM, _QGEN,
+    _AQ, _RCPT, _RELAY, _DSN, _STATUS, _AGEN, _OTHER,
 ) = (
     _G[name] for name in (
-        "sprog", "spid", "sq", "cip", "cmech", "cuser", "fip", "fmech", "freason", "drest",
-        "sgen", "qprog", "qpid", "qq", "sender", "size", "nrcpt", "rm", "qgen",
-        "aprog", "apid", "aq", "rcpt", "relay", "dsn", "status", "agen", "other",
+        "prog", "pid", "sq", "cip", "cmech", "cuser", "fip", "fmech", "freason", "drest",
+        "sgen", "qq", "sender", "size", "nrcpt", "rm", "qgen",
+        "aq", "rcpt", "relay", "dsn", "status", "agen", "other",
     )
 )  # fmt: skip
 _TOO_LONG = f"account name longer than {MAX_ACCOUNT} characters"
@@ -177,10 +174,11 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                     key = (host, qid)
                     msg = pending_get(key)
                     if msg is not None:
-                        rcpts = msg.rcpts
+                        rcpts = msg.recipients
                         if rcpt not in rcpts and len(rcpts) < max_rcpts:
                             rcpts.append(rcpt)
-                        if msg.nrcpt is not None and len(rcpts) >= msg.nrcpt:
+                        nrcpt = msg.recipient_count
+                        if nrcpt is not None and len(rcpts) >= nrcpt:
                             del pending[key]
                             append(msg.event())
                     used += 1
@@ -188,7 +186,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                     continue
                 elif k == cuser_k:  # smtpd client= with a SASL login: postfix._smtpd
                     bsd, host, prog, pid, qid, ip_text, mechanism, account = m.group(
-                        1, 3, _SPROG, _SPID, _SQ, _CIP, _CMECH, _CUSER
+                        1, 3, _PROG, _PID, _SQ, _CIP, _CMECH, _CUSER
                     )
                     when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
                     ip = ip_get(ip_text)
@@ -215,12 +213,11 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                     key = (host, qid)
                     msg = pending_get(key)
                     if msg is not None:
-                        if not msg.done:
-                            msg.done = True
-                            msg.sender, size, nrcpt = m.group(_SENDER, _SIZE, _NRCPT)
+                        if msg.recipient_count is None:
+                            msg.sender, size, announced = m.group(_SENDER, _SIZE, _NRCPT)
                             msg.size = int(size)
-                            nrcpt = msg.nrcpt = int(nrcpt)
-                            if len(msg.rcpts) >= nrcpt:
+                            want = msg.recipient_count = int(announced)
+                            if len(msg.recipients) >= want:
                                 del pending[key]
                                 append(msg.event())
                         used += 1
@@ -231,6 +228,19 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                     if msg is not None:
                         append(msg.event())
                         used += 1
+                elif k == _DREST:  # smtpd disconnect: postfix._disconnect
+                    bsd, host, prog, pid, rest = m.group(1, 3, _PROG, _PID, _DREST)
+                    when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
+                    key = (host, pid)
+                    authed.pop(key, None)
+                    logged = failed.pop(key, 0)
+                    n = auth_failures(rest)
+                    if n is not None:
+                        n -= logged
+                        if n > 0:
+                            ip = ip_or_bad(m[_DIP])
+                            append(new_auth(when, ip, False, None, n, None, _service(prog), host))
+                        used += 1
                 elif k == other_k:
                     if not other:
                         s = m.start()
@@ -239,7 +249,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                         other_no = at_no
                     other.append(m[k])
                 elif k == _FREASON:  # SASL authentication failed: postfix._smtpd
-                    bsd, host, prog, pid, reason = m.group(1, 3, _SPROG, _SPID, _FREASON)
+                    bsd, host, prog, pid, reason = m.group(1, 3, _PROG, _PID, _FREASON)
                     when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
                     key = (host, pid)
                     failed[key] = failed.get(key, 0) + 1
@@ -257,26 +267,13 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                         service = _service(prog)
                         append(new_auth(when, ip, False, account, 1, mechanism, service, host))
                     used += 1
-                elif k == _DREST:  # smtpd disconnect: postfix._disconnect
-                    bsd, host, prog, pid, rest = m.group(1, 3, _SPROG, _SPID, _DREST)
-                    when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
-                    key = (host, pid)
-                    authed.pop(key, None)
-                    logged = failed.pop(key, 0)
-                    n = auth_failures(rest)
-                    if n is not None:
-                        n -= logged
-                        if n > 0:
-                            ip = ip_or_bad(m[_DIP])
-                            append(new_auth(when, ip, False, None, n, None, _service(prog), host))
-                        used += 1
                 else:  # any other Postfix line: the handler the line path would call
                     if k == _SGEN:
-                        handler, prog, pid = postfix._smtpd, m[_SPROG], m[_SPID]
+                        handler = postfix._smtpd
                     elif k == _QGEN:
-                        handler, prog, pid = postfix._qmgr, m[_QPROG], m[_QPID]
+                        handler = postfix._qmgr
                     else:
-                        handler, prog, pid = postfix._agent, m[_APROG], m[_APID]
+                        handler = postfix._agent
                     msg_text = m[k]
                     if (
                         msg_text.startswith(_SKIP_START)
@@ -286,7 +283,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                         continue
                     bsd = m[1]
                     when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
-                    if handler(when, m[_HOST], prog, pid, msg_text, out):
+                    if handler(when, m[_HOST], m[_PROG], m[_PID], msg_text, out):
                         used += 1
             break
         except (LineError, InvalidEventError) as exc:

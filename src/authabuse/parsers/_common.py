@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address
 from socket import AF_INET, AF_INET6, inet_pton
@@ -11,7 +12,7 @@ from typing import Protocol
 from authabuse.errors import InvalidEventError
 from authabuse.events import Event, IPAddress, Submission, parse_ip
 
-from ._fast import new_submission
+from ._fast import MAX_ACCOUNT
 from ._timestamps import SyslogClock
 
 __all__ = ["Context", "Handler", "LineError", "Pending", "Session", "ip_or_bad", "redact"]
@@ -121,19 +122,26 @@ class Handler(Protocol):
 
 
 class Pending:
-    """A message whose submission event waits for the rest of its log lines."""
+    """A message whose submission event waits for the rest of its log lines.
 
-    __slots__ = (
-        "account",
-        "done",
-        "ip",
-        "nrcpt",
-        "queue_id",
-        "rcpts",
-        "sender",
-        "server",
-        "size",
+    It has the slots of :class:`~authabuse.events.Submission`, in the same order (the
+    same memory layout), and :meth:`event` turns it into that submission in place (see
+    ``_fast.py``): one object per message instead of two. While it waits,
+    ``recipients`` is a list and ``recipient_count`` the count the log announced (Postfix
+    ``nrcpt``, Sendmail ``nrcpts``), ``None`` until then. An account name longer than
+    the events allow is refused here, before it enters any join.
+    """
+
+    __slots__ = (  # noqa: RUF023  # the order is Submission's memory layout
         "time",
+        "ip",
+        "account",
+        "server",
+        "queue_id",
+        "sender",
+        "recipient_count",
+        "recipients",
+        "size",
     )
 
     def __init__(
@@ -144,37 +152,37 @@ class Pending:
         server: str | None,
         queue_id: str,
     ) -> None:
+        if account is not None and len(account) > MAX_ACCOUNT:
+            raise InvalidEventError(f"account name longer than {MAX_ACCOUNT} characters")
         self.time = time
         self.ip = ip
         self.account = account
         self.server = server
         self.queue_id = queue_id
         self.sender: str | None = None
+        self.recipient_count: int | None = None
+        self.recipients: list[str] = []
         self.size: int | None = None
-        self.nrcpt: int | None = None
-        self.rcpts: list[str] = []
-        self.done = False  # from= (or its equivalent) already seen
 
     def add_rcpt(self, rcpt: str, limit: int) -> bool:
         """Record one recipient; return True when every expected recipient was seen."""
-        rcpts = self.rcpts
+        rcpts = self.recipients
         if rcpt not in rcpts and len(rcpts) < limit:
             rcpts.append(rcpt)
-        return self.nrcpt is not None and len(rcpts) >= self.nrcpt
+        return self.recipient_count is not None and len(rcpts) >= self.recipient_count
 
     def event(self) -> Submission:
-        """Build the submission event from what is known now."""
-        return new_submission(
-            self.time,
-            self.ip,
-            self.account,
-            self.server,
-            self.queue_id,
-            self.sender,
-            self.nrcpt if self.nrcpt is not None else len(self.rcpts) or None,
-            tuple(self.rcpts),
-            self.size,
-        )
+        """Become the submission event, with what is known now (call it once, when done)."""
+        rcpts = self.recipients
+        if self.recipient_count is None:
+            self.recipient_count = len(rcpts) or None
+        self.recipients = tuple(rcpts)  # type: ignore[assignment]  # final: the event's tuple
+        self.__class__ = Submission  # type: ignore[assignment]  # same layout
+        return self  # type: ignore[return-value]  # it is a Submission now
+
+
+if tuple(f.name for f in fields(Submission)) != Pending.__slots__:  # pragma: no cover
+    raise RuntimeError("authabuse.parsers._common.Pending no longer mirrors Submission")
 
 
 class Session:

@@ -153,7 +153,6 @@ class EximParser:
             if rcpts and all("@" in r for r in rcpts):
                 for r in rcpts:
                     msg.add_rcpt(r, self.ctx.max_rcpts)
-        msg.done = True
         self.ctx.add_pending((host, msgid), msg, out)
         return True
 

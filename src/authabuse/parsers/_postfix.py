@@ -119,10 +119,10 @@ class PostfixParser:
         ctx = self.ctx
         pending = ctx.pending.get((host, qid))
         if pending is not None:  # Pending.add_rcpt, inlined
-            rcpts = pending.rcpts
+            rcpts = pending.recipients
             if rcpt not in rcpts and len(rcpts) < ctx.max_rcpts:
                 rcpts.append(rcpt)
-            if pending.nrcpt is not None and len(rcpts) >= pending.nrcpt:
+            if pending.recipient_count is not None and len(rcpts) >= pending.recipient_count:
                 del ctx.pending[(host, qid)]
                 out.append(pending.event())
         return True
@@ -151,18 +151,17 @@ class PostfixParser:
             pending = self.ctx.pending.get(key)
             if pending is None:
                 return False
-            if not pending.done:
+            if pending.recipient_count is None:  # only qmgr's first from= line counts
                 m = _QMGR_FROM.match(msg, at)
                 if m is None:
                     raise LineError("qmgr from= line without size= and nrcpt=")
                 sender, size, nrcpt = m.groups()
                 if len(size) > 18 or len(nrcpt) > 18:
                     raise LineError("size= or nrcpt= out of range")
-                pending.done = True
                 pending.sender = sender
                 pending.size = int(size)
-                pending.nrcpt = int(nrcpt)
-                if len(pending.rcpts) >= pending.nrcpt:
+                pending.recipient_count = int(nrcpt)
+                if len(pending.recipients) >= pending.recipient_count:
                     self._complete(key, out)
             return True
         if msg.startswith("to=<", at):  # qmgr itself logs some outcomes (expired, ...)

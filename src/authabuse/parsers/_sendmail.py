@@ -169,8 +169,7 @@ class SendmailParser:
         msg = Pending(state.time, state.ip, state.account, host, qid)
         msg.sender = m.group(1).strip("<>")
         msg.size = int(m.group(2))
-        msg.nrcpt = int(m.group(3))
-        msg.done = True
+        msg.recipient_count = int(m.group(3))
         ctx.add_pending(key, msg, out)
         return True
 
