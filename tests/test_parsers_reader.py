@@ -209,6 +209,21 @@ _TRICKY = [
             "Feb 30 05:35:02 mx postfix/qmgr[200]: A1B2: removed",
             "",
             "just some text",
+            _E + "smtpd[104]: warning: unknown[192.0.2.7]: SASL LOGIN authentication failed: x",
+            _E + "smtpd[104]: disconnect from unknown[192.0.2.7] ehlo=1 auth=0/2 rset=1 quit=1 "
+            "commands=3/4",
+            _E + "smtpd[107]: disconnect from unknown[192.0.2.11] ehlo=1 xauth=1 auth=2/2 quit=1",
+            _E + "smtpd[107]: disconnect from unknown[192.0.2.11] ehlo=1 auth=0/2x quit=1",
+            _E + "smtpd[107]: disconnect from unknown[192.0.2.11] auth=0/4",
+            "2026-11-28T05:34:40.000001+00:00 mx postfix/smtpd[9]: Q9: client=x[192.0.2.9], "
+            "sasl_method=PLAIN, sasl_username=zed",
+            "2026-11-28T05:34:41.5+00:00 mx postfix/qmgr[2]: Q9: from=<z@x>, size=1, nrcpt=3",
+            "2026-11-28T05:34:41.9Z mx postfix/smtp[3]: Q9: to=<a@x>, relay=none, delay=1, "
+            "delays=1, dsn=2.0.0, status=sent (ok)",
+            "2026-11-28T14:34:49.2+09:00 mx postfix/smtp[3]: Q9: to=<b@x>, relay=none, delay=1, "
+            "delays=1, dsn=2.0.0, status=sent (ok)",
+            "2026-11-28 05:34:50 mx postfix/smtp[3]: Q9: to=<c@x>, relay=none, delay=1, "
+            "delays=1, dsn=2.0.0, status=sent (ok)",
         ]
     )
 ]
@@ -241,8 +256,8 @@ def test_block_fast_path_equals_line_path_on_tricky_lines() -> None:
     stats = fast.stats
     # the tricky lines are really counted as problems, with their own line numbers: bad
     # client address, 1100-character account, 20-digit size, bad SASL client address,
-    # "auth=\u00b2/3" (first five kept), then 999.0.2.8 and "Feb 30"
-    assert (stats.malformed, stats.invalid_ip, stats.unrecognized) == (7, 3, 1)
+    # "auth=\u00b2/3" (first five kept), then 999.0.2.8, "Feb 30" and "auth=0/2x"
+    assert (stats.malformed, stats.invalid_ip, stats.unrecognized) == (8, 3, 1)
     assert [no for _, no, _ in stats.examples["malformed"]] == [10, 11, 16, 28, 31]
     assert stats.examples["unrecognized"] == [("<input>", 42, "no known log format")]
     check_same(text.encode() * 3, most=900)

@@ -80,7 +80,11 @@ _PATTERN = (
     r"|message-id=.*+(?P<skip1>))"
     rf"|warning: {_N}*+\[(?P<fip>{_IP})\](?::[0-9]++)?: "
     r"SASL (?P<fmech>[^ :\n]++) authentication failed:? ?(?P<freason>[^:\n]*+)"
-    rf"|disconnect from {_N}*+\[(?P<dip>{_IP})\](?P<drest>{_safe()})"
+    # the common disconnect: counters before "auth=" (none is auth=), then auth=S/T or auth=S
+    rf"|disconnect from {_N}*+\[(?P<dsip>{_IP})\](?: (?!auth=)[a-z]++=[0-9/]++)*+ auth="
+    r"(?:(?P<dok>[0-9]{1,9}+)/(?P<dtotal>[0-9]{1,9}+)|[0-9]{1,9}+(?P<dall>))(?=[ \n])"
+    + _safe()
+    + rf"|disconnect from {_N}*+\[(?P<dip>{_IP})\](?P<drest>{_safe()})"
     rf"|{_SKIP}(?P<skip2>)"
     r"|(?P<sgen>.*+))"
     r"|(?(dqm)(?:"  # qmgr
@@ -106,7 +110,7 @@ _FINDITER = re.compile(_PATTERN).finditer
 _G = re.compile(_PATTERN).groupindex
 _SKIPS = frozenset(_G[f"skip{i}"] for i in range(1, 7))
 _HOST = 3
-_DIP = _G["dip"]
+_DIP, _DSIP, _DOK, _DTOTAL, _DALL = (_G[n] for n in ("dip", "dsip", "dok", "dtotal", "dall"))
 (
     _PROG, _PID, _SQ, _CIP, _CMECH, _CUSER, _FIP, _FMECH, _FREASON, _DREST, _SGEN,
     _QQ, _SENDER, _SIZE, _NRCPT, _RM, _QGEN,
@@ -228,15 +232,31 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                     if msg is not None:
                         append(msg.event())
                         used += 1
-                elif k == _DREST:  # smtpd disconnect: postfix._disconnect
+                elif k == _DTOTAL:  # smtpd disconnect with auth=S/T: postfix._disconnect
+                    bsd, host, prog, pid, ok, total = m.group(1, 3, _PROG, _PID, _DOK, _DTOTAL)
+                    when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
+                    key = (host, pid)
+                    authed.pop(key, None)
+                    n = int(total) - int(ok) - failed.pop(key, 0)
+                    if n > 0:
+                        ip = ip_or_bad(m[_DSIP])
+                        append(new_auth(when, ip, False, None, n, None, _service(prog), host))
+                    used += 1
+                elif k == _DALL:  # smtpd disconnect with auth=S: every AUTH succeeded
+                    bsd, host, pid = m.group(1, 3, _PID)
+                    when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
+                    key = (host, pid)
+                    authed.pop(key, None)
+                    failed.pop(key, 0)
+                elif k == _DREST:  # any other smtpd disconnect: postfix._disconnect
                     bsd, host, prog, pid, rest = m.group(1, 3, _PROG, _PID, _DREST)
                     when = bsd_get(bsd) or stamp(bsd, m[2], None, out)  # unset if it raises
                     key = (host, pid)
                     authed.pop(key, None)
                     logged = failed.pop(key, 0)
-                    n = auth_failures(rest)
-                    if n is not None:
-                        n -= logged
+                    shown = auth_failures(rest)
+                    if shown is not None:
+                        n = shown - logged
                         if n > 0:
                             ip = ip_or_bad(m[_DIP])
                             append(new_auth(when, ip, False, None, n, None, _service(prog), host))

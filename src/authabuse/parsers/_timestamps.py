@@ -172,11 +172,15 @@ class SyslogClock:
         cached = self._iso_cache.get(stamp)
         if cached is not None:
             return cached
-        text = stamp
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        value = datetime.fromisoformat(text.replace(" +", "+").replace(" -", "-"))
-        value = value.replace(tzinfo=self.tz) if value.tzinfo is None else value
+        try:  # RFC 3339 as rsyslog writes it is read as is (C, about 0.1 us)
+            value = datetime.fromisoformat(stamp)
+        except ValueError:  # "Z" before Python 3.11's reader, Exim's " +0100"
+            text = stamp
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
+            value = datetime.fromisoformat(text.replace(" +", "+").replace(" -", "-"))
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=self.tz)
         value = _normalize(value)
         if len(self._iso_cache) >= _CACHE_MAX:
             self._iso_cache.clear()
