@@ -11,10 +11,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from conftest import RedisProcess  # tests/servers/conftest.py (fixtures, not importable)
 
 # Public ranges placed by our own CSV tables (the table is authoritative for them).
 COUNTRIES = ["JP", "BR", "NG", "VN", "US", "RU", "IN"]
@@ -253,3 +257,158 @@ def test_unix_socket_listener(tmp_path: Path, served: list[Served]) -> None:
         assert message(s, "alice@example.jp", "198.51.100.7", 1) == ["DUNNO", "DUNNO"]
     code, _ = srv.stop()
     assert code == 0
+
+
+def _scrape(addr: tuple[str, int]) -> str:
+    scraper = http.client.HTTPConnection(*addr, timeout=10)
+    scraper.request("GET", "/metrics")
+    text = scraper.getresponse().read().decode()
+    scraper.close()
+    return text
+
+
+def test_postfix_servers_share_state_in_redis_and_survive_kill_9(
+    geo_files: list[str],
+    served: list[Served],
+    redis_process: Callable[..., RedisProcess],
+) -> None:
+    """Two servers on one real redis-server; kill -9 of one; it restarts from Redis."""
+    pytest.importorskip("redis", reason="the 'redis' extra is not installed")
+    redis_server = redis_process()
+    args = [
+        "postfix",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--abuse-action",
+        REJECT,
+        "--store",
+        redis_server.url,
+        *geo_files,
+    ]
+    first, second = Served(args), Served(args)
+    served += [first, second]
+    assert any("shared in Redis" in line for line in first.lines)
+    with (
+        socket.create_connection(first.addr) as s1,
+        socket.create_connection(second.addr) as s2,
+    ):
+        for n in range(3):
+            assert message(s1, "alice@example.jp", "11.0.0.5", n) == ["DUNNO", "DUNNO"]
+        # The stolen password in use from ever more countries, through both servers in
+        # turn: each server sees the other's messages.
+        actions = [
+            message(s1 if i % 2 else s2, "mallory@example.jp", f"11.{i}.0.9", 10 + i)
+            for i in range(1, 6)
+        ]
+    assert actions[:3] == [["DUNNO", "DUNNO"]] * 3
+    assert actions[3:] == [[REJECT, REJECT]] * 2  # as on one server (see the snapshot test)
+    assert first.metrics is not None
+    text = _scrape(first.metrics)
+    assert re.search(r'authabuse_store_degraded\{server="postfix"\} 0\b', text)
+    assert re.search(r'authabuse_store_memory_bytes\{server="postfix"\} [1-9]', text)
+    assert "authabuse_detector_accounts" not in text  # Redis keeps them, not this process
+    first.proc.kill()  # kill -9: nothing saved by the process itself
+    first.proc.communicate(timeout=30)
+    third = Served(args)
+    served.append(third)
+    with socket.create_connection(third.addr) as s:
+        assert message(s, "mallory@example.jp", "11.6.0.9", 20) == [REJECT, REJECT]
+        assert message(s, "alice@example.jp", "11.0.0.5", 21) == ["DUNNO", "DUNNO"]
+    for srv in (second, third):
+        code, _ = srv.stop()
+        assert code == 0
+
+
+def test_postfix_server_keeps_answering_while_redis_is_down(
+    geo_files: list[str],
+    served: list[Served],
+    redis_process: Callable[..., RedisProcess],
+) -> None:
+    pytest.importorskip("redis", reason="the 'redis' extra is not installed")
+    redis_server = redis_process()
+    srv = Served(
+        [
+            "postfix",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--store",
+            redis_server.url,
+            *geo_files,
+        ]
+    )
+    served.append(srv)
+    assert srv.metrics is not None
+    with socket.create_connection(srv.addr) as s:
+        assert message(s, "alice@example.jp", "11.0.0.5", 1) == ["DUNNO", "DUNNO"]
+        redis_server.kill()
+        assert message(s, "alice@example.jp", "11.0.0.5", 2) == ["DUNNO", "DUNNO"]
+        text = _scrape(srv.metrics)
+        assert re.search(r'authabuse_store_degraded\{server="postfix"\} 1\b', text)
+        assert re.search(r'authabuse_store_fallbacks\{server="postfix"\} 1\b', text)
+        redis_server.start()
+        time.sleep(5.5)  # the store retries every 5 s
+        assert message(s, "alice@example.jp", "11.0.0.5", 3) == ["DUNNO", "DUNNO"]
+        text = _scrape(srv.metrics)
+        assert re.search(r'authabuse_store_degraded\{server="postfix"\} 0\b', text)
+    code, log = srv.stop()
+    assert code == 0
+    assert "unreachable" in log
+    assert "reachable again" in log
+
+
+def test_dovecot_server_on_redis(
+    served: list[Served], redis_process: Callable[..., RedisProcess]
+) -> None:
+    redis = pytest.importorskip("redis", reason="the 'redis' extra is not installed")
+    redis_server = redis_process()
+    args = ["dovecot", "--listen", "127.0.0.1:0", "--store", redis_server.url]
+    srv = Served(args)
+    served.append(srv)
+    conn = http.client.HTTPConnection(*srv.addr, timeout=10)
+    for command in ("allow", "report"):
+        body: dict[str, object] = {
+            "login": "alice@example.jp",
+            "remote": "198.51.100.7",
+            "protocol": "imap",
+        }
+        if command == "report":
+            body |= {"success": True, "policy_reject": False}
+        conn.request("POST", f"/?command={command}", body=json.dumps(body))
+        resp = conn.getresponse()
+        assert (resp.status, json.loads(resp.read())) == (200, {"status": 0})
+    conn.close()
+    code, _ = srv.stop()
+    assert code == 0
+    r = redis.Redis.from_url(redis_server.url)
+    try:
+        assert r.exists("authabuse:{alice@example.jp}:rec:r:0")  # the report was recorded
+    finally:
+        r.close()
+
+
+def test_state_file_and_redis_store_exclude_each_other(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "authabuse",
+            "serve",
+            "postfix",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "redis://127.0.0.1:1/0",
+            "--state",
+            str(tmp_path / "state"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "exclude each other" in out.stderr

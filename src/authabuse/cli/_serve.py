@@ -7,10 +7,12 @@
     authabuse serve dovecot --listen HOST:PORT [--api-header 'X-API-Key: SECRET']
                             [--abuse-status -1] [--suspicious-status N] ...
 
-Common options: ``--store memory|redis://...``, ``--state FILE`` (loaded at start when it
-exists, saved every ``--snapshot-interval`` seconds and on shutdown), ``--geo PATH``
-(repeatable), ``--rules FILE``, ``--fail-closed``, connection limits and timeouts. The
-server runs until SIGTERM or SIGINT, then saves the state and exits 0.
+Common options: ``--store memory|redis://HOST:PORT[/DB]`` (memory: this process's compact
+state, with ``--state FILE`` loaded at start when it exists, saved every
+``--snapshot-interval`` seconds and on shutdown; redis: the state shared with every
+server on that Redis, which also survives this process), ``--geo PATH`` (repeatable),
+``--rules FILE``, ``--fail-closed``, connection limits and timeouts. The server runs
+until SIGTERM or SIGINT, then saves the state (memory) and exits 0.
 """
 
 from __future__ import annotations
@@ -104,7 +106,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--store",
         default="memory",
         metavar="memory|redis://HOST:PORT/DB",
-        help="where counters live: this process (default) or a shared Redis",
+        help="where the detector's state lives: this process (default) or a Redis shared "
+        "by every server (redis://HOST:PORT/DB, rediss://..., unix:///path.sock?db=N)",
+    )
+    p.add_argument(
+        "--store-prefix",
+        default="authabuse:",
+        metavar="PREFIX",
+        help="Redis key prefix (servers sharing state use the same; default authabuse:)",
     )
     p.add_argument("--state", metavar="FILE", help="detector state snapshot file")
     p.add_argument(
@@ -135,7 +144,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _build_detector(args: argparse.Namespace) -> tuple[Any, Any]:
-    from authabuse.detector import Detector
+    from authabuse.detector import Detector, DetectorConfig
     from authabuse.errors import ConfigurationError
     from authabuse.geo import resolver_from_paths
     from authabuse.rules import load_rules
@@ -150,11 +159,17 @@ def _build_detector(args: argparse.Namespace) -> tuple[Any, Any]:
             )
         from authabuse.redis_store import RedisStore
 
-        store = RedisStore(args.store)
+        if args.state:
+            raise ConfigurationError(
+                "--state and --store redis:// exclude each other (Redis holds the state)"
+            )
+        # Two long windows of history: what the detector reads (see docs/redis.md).
+        store = RedisStore(
+            args.store, prefix=args.store_prefix, retention=2 * DetectorConfig().long_window
+        )
+        log.info("detector state shared in Redis at %s (prefix %r)", store.url, store.prefix)
     state = Path(args.state) if args.state else None
     if state is not None and state.exists():
-        if store is not None:
-            raise ConfigurationError("--state and --store redis:// exclude each other")
         detector = Detector.load(state, rules=rules, geo=geo)
         log.info("state loaded from %s (%d accounts)", state, len(detector))
     else:
@@ -341,28 +356,42 @@ def _register_gauges(server: Any, detector: Any, store: Any) -> None:
 
     metrics.gauge(
         "authabuse_detector_memory_bytes",
-        "Bytes held by the detector's state",
+        "Bytes held by the detector's state in this process",
         lambda: usage("bytes"),
     )
+    if store is not None:
+        metrics.gauge(
+            "authabuse_store_memory_bytes",
+            "Bytes the shared store uses (Redis used_memory, plus the local fallback)",
+            lambda: usage("store_bytes"),
+        )
+        _register_store_gauges(metrics, store)
+    else:
+        _register_compact_gauges(metrics, usage)
+
+
+def _register_compact_gauges(metrics: Any, usage: Any) -> None:
     metrics.gauge(
         "authabuse_detector_accounts", "Accounts the detector keeps", lambda: usage("accounts")
     )
     metrics.gauge(
         "authabuse_detector_ips", "Source addresses the detector keeps", lambda: usage("ips")
     )
-    if store is not None:
-        metrics.gauge(
-            "authabuse_store_degraded",
-            "1 while the shared store is unreachable and local state answers",
-            lambda: float(store.status["degraded"]),
-        )
-        metrics.gauge(
-            "authabuse_store_fallbacks",
-            "Times the shared store became unreachable",
-            lambda: float(store.status["fallbacks"]),
-        )
-        metrics.gauge(
-            "authabuse_store_errors",
-            "Shared-store calls that failed",
-            lambda: float(store.status["errors"]),
-        )
+
+
+def _register_store_gauges(metrics: Any, store: Any) -> None:
+    metrics.gauge(
+        "authabuse_store_degraded",
+        "1 while the shared store is unreachable and local state answers",
+        lambda: float(store.status["degraded"]),
+    )
+    metrics.gauge(
+        "authabuse_store_fallbacks",
+        "Times the shared store became unreachable",
+        lambda: float(store.status["fallbacks"]),
+    )
+    metrics.gauge(
+        "authabuse_store_errors",
+        "Shared-store calls that failed",
+        lambda: float(store.status["errors"]),
+    )
