@@ -58,27 +58,6 @@ class NullDecider:
         return "ok"
 
 
-class RedisIPDecider:
-    """Distinct source addresses per account in a shared RedisStore (1 h window).
-
-    A stand-in for the Detector on a shared store (the Detector cannot use one yet): it
-    costs what the store costs, one Redis round trip per check, two per recorded message.
-    """
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def check(self, event: Any) -> str:
-        at = event.time.timestamp()
-        n = self.store.count_distinct((event.account, "ip"), at=at, window=3600)
-        return "abuse" if n > 20 else "ok"
-
-    def process(self, event: Any) -> str:
-        at = event.time.timestamp()
-        self.store.add_distinct((event.account, "ip"), [int(event.ip)], at=at)
-        return self.check(event)
-
-
 class StandInDecider:
     """Used only when authabuse.detector is not importable: distinct IPs per account."""
 
@@ -97,11 +76,6 @@ class StandInDecider:
 def make_decider(store_url: str | None, null: bool = False) -> tuple[Any, str]:
     if null:
         return NullDecider(), "none: protocol layer only (events built, answer ok)"
-    if store_url and store_url.startswith("standin+"):
-        from authabuse.redis_store import RedisStore
-
-        store = RedisStore(store_url.removeprefix("standin+"))
-        return RedisIPDecider(store), "stand-in: distinct IPs per account in RedisStore"
     try:
         from authabuse.detector import Detector  # type: ignore[import-not-found,unused-ignore]  # lands with the detector
     except ImportError:
@@ -110,9 +84,10 @@ def make_decider(store_url: str | None, null: bool = False) -> tuple[Any, str]:
     if store_url:
         from authabuse.redis_store import RedisStore  # type: ignore[import-not-found,unused-ignore]
 
-        kwargs["store"] = RedisStore(store_url)
+        # What `authabuse serve --store redis://` builds: two long windows kept.
+        kwargs["store"] = RedisStore(store_url, retention=2 * 86_400)
     return Detector(**kwargs), "authabuse.Detector (default rules, embedded geo)" + (
-        " + RedisStore" if store_url else ""
+        " on RedisStore (state shared in Redis)" if store_url else ""
     )
 
 
@@ -517,21 +492,6 @@ def redis_server() -> Iterator[str | None]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def redis_store_usable() -> str | None:
-    """Why the Redis scenario cannot run, or None when it can."""
-    try:
-        from authabuse.detector import Detector
-        from authabuse.redis_store import RedisStore  # noqa: F401 - availability probe
-    except ImportError as exc:
-        return f"not run: {exc}"
-    try:
-        Detector(store=object())
-    except Exception as exc:  # any refusal means unsupported
-        if "not supported" in str(exc):
-            return f"not run: the detector refuses external stores ({exc})"
-    return None
-
-
 # ------------------------------------------------------------------------------ main
 
 
@@ -541,6 +501,8 @@ def write_results(
     seconds: float,
     redis_note: str | None,
     load: tuple[float, float],
+    *,
+    pf_rate: float,
 ) -> None:
     """Write the bench_servers section of RESULTS.md."""
     load_before, load_after = load
@@ -582,9 +544,13 @@ def write_results(
         "allow + allow + report per login (5 % failed). Latency is measured by the client "
         '(request written to answer read). "Requests per server CPU-second" is the '
         "server's capacity on one core, independent of how fast the client or the shared "
-        "machine let it run. Paced rows offer the target rate; the others run the client "
-        "flat out. Peers: stdlib threaded servers that parse and answer DUNNO / status 0 "
-        "with no detection.",
+        "machine let it run. Paced rows offer a fixed rate (Postfix offered "
+        f"{pf_rate:,.0f}/s, above the 5,000/s bar, so that the served figure can show "
+        "whether the bar is met); the others run the client flat out. The Redis rows run "
+        "the same Detector with its state in a RedisStore on a local redis-server "
+        "(its own process on the same two cores; its CPU is not in the server CPU column): "
+        "one pipelined round trip per check, two per recorded message. Peers: stdlib "
+        "threaded servers that parse and answer DUNNO / status 0 with no detection.",
         "",
         *rows,
         "",
@@ -597,6 +563,13 @@ def write_results(
         f"{r(dc, 'per_cpu_s'):,.0f} Dovecot requests per CPU-second; the detector takes "
         f"{1 - r(pf, 'per_cpu_s') / r(pf_null, 'per_cpu_s'):.0%} of the Postfix server's time.",
     ]
+    pf_redis = "postfix + Redis, as fast as the client goes"
+    if pf_redis in results:
+        md += [
+            f"- With the state in Redis: {r(pf_redis, 'per_cpu_s'):,.0f} Postfix requests "
+            f"per server CPU-second ({r(pf_redis, 'per_cpu_s') / r(pf, 'per_cpu_s'):.2f}x "
+            "the in-memory detector, measured in the same run)."
+        ]
     if redis_note:
         md += [f"- Redis store scenario: {redis_note}."]
 
@@ -605,37 +578,24 @@ def write_results(
         ok = cap >= target and p99 < 5.0 and rps >= 0.98 * target
         return (
             f"{'met' if ok else 'not met'} (capacity {cap:,.0f} requests per CPU-second; "
-            f"at the offered {target:,.0f}/s: {rps:,.0f}/s served, p99 {p99:.1f} ms)"
+            f"{rps:,.0f}/s served at the offered rate, p99 {p99:.1f} ms)"
         )
 
+    pf_paced = f"postfix at {pf_rate:,.0f}/s"
     md += [
         "",
         "Targets (issue 6):",
         f"- Postfix >= 5,000 requests/s on one core, p99 < 5 ms, with the detector: "
-        f"{verdict('postfix at 5,000/s', pf, 5000)}; protocol layer alone: "
-        f"{verdict('postfix protocol layer at 5,000/s', pf_null, 5000)}.",
+        f"{verdict(pf_paced, pf, 5000)}; protocol layer alone: "
+        f"{verdict(f'postfix protocol layer at {pf_rate:,.0f}/s', pf_null, 5000)}.",
         f"- Dovecot >= 3,000 requests/s, p99 < 5 ms, with the detector: "
         f"{verdict('dovecot at 3,000/s', dc, 3000)}; protocol layer alone: "
         f"{verdict('dovecot protocol layer at 3,000/s', dc_null, 3000)}.",
     ]
     if "postfix + Redis at 2,000/s" in results:
         md += [
-            "- Postfix with the Redis store >= 2,000 requests/s: "
-            + verdict(
-                "postfix + Redis at 2,000/s", "postfix + Redis, as fast as the client goes", 2000
-            )
-            + "."
-        ]
-    elif "postfix + RedisStore stand-in at 2,000/s" in results:
-        md += [
-            "- Postfix with the Redis store >= 2,000 requests/s: not measurable with the "
-            "Detector (it refuses external stores); with a RedisStore-backed stand-in "
-            "decider (one Redis round trip per check, two per recorded message): "
-            + verdict(
-                "postfix + RedisStore stand-in at 2,000/s",
-                "postfix + RedisStore stand-in, as fast as the client goes",
-                2000,
-            )
+            "- Postfix with the Detector on the Redis store >= 2,000 requests/s, p99 < 5 ms: "
+            + verdict("postfix + Redis at 2,000/s", pf_redis, 2000)
             + "."
         ]
     md += ["", "Command: `python benchmarks/bench_servers.py`"]
@@ -647,14 +607,27 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="short smoke run; no RESULTS.md")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--postfix-rate",
+        type=float,
+        default=5500.0,
+        help="requests/s offered in the paced Postfix rows (default 5500: above the bar)",
+    )
+    ap.add_argument(
+        "--only",
+        choices=("all", "redis"),
+        default="all",
+        help="redis: only the Redis rows (a quick check; no RESULTS.md)",
+    )
     args = ap.parse_args()
     seconds, repeats = (1.5, 1) if args.quick else (args.seconds, args.repeats)
+    pf_rate = args.postfix_rate
     results: dict[str, dict[str, Any]] = {}
     load_before = os.getloadavg()[0]
     plan = [
-        ("postfix at 5,000/s", "postfix", 32, 5000.0),
+        (f"postfix at {pf_rate:,.0f}/s", "postfix", 32, pf_rate),
         ("postfix, as fast as the client goes", "postfix", 32, 0.0),
-        ("postfix protocol layer at 5,000/s", "postfix-null", 32, 5000.0),
+        (f"postfix protocol layer at {pf_rate:,.0f}/s", "postfix-null", 32, pf_rate),
         ("postfix protocol layer, as fast as the client goes", "postfix-null", 32, 0.0),
         ("peer: threaded stdlib policy server", "baseline-postfix", 32, 0.0),
         ("dovecot at 3,000/s", "dovecot", 16, 3000.0),
@@ -663,49 +636,36 @@ def main() -> None:
         ("dovecot protocol layer, as fast as the client goes", "dovecot-null", 16, 0.0),
         ("peer: stdlib http.server", "baseline-dovecot", 16, 0.0),
     ]
+    if args.only == "redis":
+        plan = []
     for name, kind, conns, rate in plan:
         results[name] = run_scenario(kind, conns=conns, seconds=seconds, repeats=repeats, rate=rate)
         print(name, json.dumps(results[name]), flush=True)
+    redis_note = None
     with redis_server() as url:
-        if url is not None:
+        if url is None:
+            redis_note = "not run: redis-server not installed"
+        else:
             for name, rate in (
-                ("postfix + RedisStore stand-in at 2,000/s", 2000.0),
-                ("postfix + RedisStore stand-in, as fast as the client goes", 0.0),
+                ("postfix + Redis at 2,000/s", 2000.0),
+                ("postfix + Redis, as fast as the client goes", 0.0),
             ):
                 results[name] = run_scenario(
                     "postfix",
                     conns=32,
                     seconds=seconds,
                     repeats=repeats,
-                    store_url="standin+" + url,
+                    store_url=url,
                     rate=rate,
                 )
                 print(name, json.dumps(results[name]), flush=True)
-    redis_note = redis_store_usable()
-    if redis_note is None:
-        with redis_server() as url:
-            if url is None:
-                redis_note = "not run: redis-server not installed"
-            else:
-                for name, rate in (
-                    ("postfix + Redis at 2,000/s", 2000.0),
-                    ("postfix + Redis, as fast as the client goes", 0.0),
-                ):
-                    results[name] = run_scenario(
-                        "postfix",
-                        conns=32,
-                        seconds=seconds,
-                        repeats=repeats,
-                        store_url=url,
-                        rate=rate,
-                    )
-                    print(name, json.dumps(results[name]), flush=True)
     if redis_note:
         print("postfix-redis", redis_note)
     load_after = os.getloadavg()[0]
-    if args.quick:
+    print(f"load average {load_before:.1f} before, {load_after:.1f} after")
+    if args.quick or args.only != "all":
         return
-    write_results(results, repeats, seconds, redis_note, (load_before, load_after))
+    write_results(results, repeats, seconds, redis_note, (load_before, load_after), pf_rate=pf_rate)
 
 
 if __name__ == "__main__":

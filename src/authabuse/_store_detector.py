@@ -41,11 +41,12 @@ key                        kind       what
 ``(member, "ipx")``        counts     per long bucket: accounts served (``a:ACCT``),
                                       failed logins (``f``)
 ``(member, "rec")``        record     ``abuse``: until when the address is marked
-``(domain, "accts")``      distinct   accounts of the mail domain (store retention)
+``(domain, "accts")``      distinct   accounts of the mail domain, per long bucket
 ``(domain, "flagged")``    record     flagged accounts of the domain and when
 ``("~cc", "c", CC)``       counts     events per country, all accounts (per long bucket)
 ``("~cc", "t")``           counts     events with a country, all accounts
-``("~net", NET)``          distinct   accounts whose baseline holds the network
+``("~net", NET)``          distinct   accounts whose baseline holds the network, per long
+                                      bucket of learning
 =========================  =========  ==============================================
 
 Differences from the compact detector, all deliberate: the global country shares decay
@@ -58,8 +59,11 @@ per window to bound its memory; the store bounds memory with its own retention).
 ``check`` (not ``process``), a message's recipient domains count as new to the window
 (the store cannot test membership of a domain without adding it).
 
-Two batches per recorded event, one per check; with the Redis store each batch is one
-pipelined round trip.
+Per recorded event, one batch of reads (with the writes that depend on nothing read in
+front of them) and one batch of writes, sent without waiting where the store allows it
+(``send``: the Redis store reads its replies with the next batch's); per check, one
+batch of reads. With the Redis store each batch is one pipelined write: a recorded event
+costs one round trip.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +89,7 @@ from authabuse.detector import (
     _Win,
 )
 from authabuse.errors import ConfigurationError
-from authabuse.rules import Level, Verdict
+from authabuse.rules import Level, Verdict, split_feature
 
 if TYPE_CHECKING:
     from authabuse.detector import Detector
@@ -147,7 +151,7 @@ class _EventState:
 
     def __init__(self, det: Detector) -> None:
         self.config = det.config
-        self._features = det._features
+        self._features = det._store._features if det._store is not None else det._features
         self._ips: dict[int, _IPRec] = {}
         self._domains: dict[str, dict[str, float]] = {}
         self._net_popularity: dict[int, int] = {}
@@ -202,6 +206,16 @@ def _trial_parse(text: str) -> tuple[tuple[Any, int], ...]:
         key, _, day = item.rpartition("@")
         out.append((int(key[1:]) if key[0] == "n" else sys.intern(key[1:]), int(day)))
     return tuple(out)
+
+
+def _not_kept(name: str) -> Callable[[Any], Any]:
+    def refuse(view: Any) -> Any:
+        raise ConfigurationError(
+            f"{name} is not kept by this store-backed detector: no rule reads it (add a "
+            "rule that does, and the store keeps it)"
+        )
+
+    return refuse
 
 
 def _usual_text(usual: tuple[Any, ...]) -> str:
@@ -270,6 +284,13 @@ class StoreState:
         self._split = self._records is not store
         self._rec_ttl = float(cfg.idle_ttl) if cfg.idle_ttl > 0 else float(cfg.long_window)
         self.flagged_accounts = 0
+        # Recipient domains cost two sketches per message: kept only when a rule reads them.
+        self._rdoms = any(split_feature(n)[0] == "rcpt_domains" for n in det.rules.reads)
+        self._features = dict(det._features)
+        if not self._rdoms:
+            for name in self._features:
+                if split_feature(name)[0] == "rcpt_domains":
+                    self._features[name] = _not_kept(name)
 
     # ------------------------------------------------------------------ batches
 
@@ -289,6 +310,14 @@ class StoreState:
             out[i] = run_batch(self._records, [ops[i]])[0]
         return out
 
+    def _send(self, ops: list[Op]) -> None:
+        """Run writes whose results nobody reads: without waiting where the store can."""
+        send = getattr(self.store, "send", None)
+        if send is None or self._split:
+            self._run(ops)
+        else:
+            send(ops)
+
     def _span(self, start: float, bucket: float) -> float:
         """Window (s) that covers the slices of bucket starts ``start - bucket``..``start``."""
         s = self._slice
@@ -297,7 +326,7 @@ class StoreState:
 
     # ------------------------------------------------------------------ reading
 
-    def _read_ops(self, ctx: _Ctx, *, pre: list[Op]) -> list[Op]:
+    def _read_ops(self, ctx: _Ctx, *, pre: list[Op], recorded: bool) -> list[Op]:
         a = ctx.account
         assert a is not None  # noqa: S101 - callers check
         cfg = self.det.config
@@ -307,6 +336,13 @@ class StoreState:
         one = self._slice
         m = ctx.member
         ops = list(pre)
+        if self._rdoms:
+            ops += [
+                ("count_distinct", (a, "Sd"), s_now, self._span(s_now, sw)),
+                ("count_distinct", (a, "Ld"), l_now, self._span(l_now, lw)),
+            ]
+        if not recorded:  # is the address in the long window? (a check cannot add it)
+            ops += [("counts", (a, "ip", m), l_now, one), ("counts", (a, "ip", m), l_prev, one)]
         ops += [
             ("get_record", (a, "rec")),
             ("counts", (a, "S"), s_now, one),
@@ -316,25 +352,21 @@ class StoreState:
             ("count_distinct", (a, "Si"), s_now, self._span(s_now, sw)),
             ("count_distinct", (a, "Li"), l_now, self._span(l_now, lw)),
             ("count_distinct", (a, "Li"), l_prev, one),
-            ("count_distinct", (a, "Sd"), s_now, self._span(s_now, sw)),
-            ("count_distinct", (a, "Ld"), l_now, self._span(l_now, lw)),
             ("counts", (a, "ip", m), s_now, one),
             ("counts", (a, "ip", m), s_prev, one),
-            ("counts", (a, "ip", m), l_now, one),
-            ("counts", (a, "ip", m), l_prev, one),
             ("get_record", (a, "it", m)),
             ("counts", (m, "ipx"), l_now, one),
             ("counts", (m, "ipx"), l_prev, one),
             ("get_record", (m, "rec")),
             ("counts", ("~cc", "t"), l_now, one),
             ("counts", ("~cc", "t"), l_prev, one),
-            ("count_distinct", ("~net", ctx.net), l_now, self._retention),
+            ("count_distinct", ("~net", ctx.net), l_now, self._span(l_now, lw)),
         ]
         dom = _domain(a)
         if dom is not None:
             ops += [
                 ("get_record", (dom, "flagged")),
-                ("count_distinct", (dom, "accts"), l_now, self._retention),
+                ("count_distinct", (dom, "accts"), l_now, self._span(l_now, lw)),
             ]
         if ctx.cc is not None:
             ops += [
@@ -353,10 +385,15 @@ class StoreState:
         """
         det = self.det
         it = iter(res)
+        n_sd, n_ld = (next(it), next(it)) if self._rdoms else (0, 0)
+        ip_l_cur: dict[str, int] = {}
+        ip_l_prev: dict[str, int] = {}
+        if not recorded:
+            ip_l_cur, ip_l_prev = next(it), next(it)
         rec: dict[str, str] = next(it)
         s_cur, s_prev, l_cur, l_prev = next(it), next(it), next(it), next(it)
-        n_si, n_li, n_li_prev, n_sd, n_ld = next(it), next(it), next(it), next(it), next(it)
-        ip_s_cur, ip_s_prev, ip_l_cur, ip_l_prev = next(it), next(it), next(it), next(it)
+        n_si, n_li, n_li_prev = next(it), next(it), next(it)
+        ip_s_cur, ip_s_prev = next(it), next(it)
         ip_times: dict[str, str] = next(it)
         ipx_cur, ipx_prev = next(it), next(it)
         ip_rec: dict[str, str] = next(it)
@@ -506,7 +543,8 @@ class StoreState:
 
     def check(self, ctx: _Ctx) -> Verdict:
         """Return the verdict of ``ctx`` without writing anything."""
-        read = self._materialise(ctx, self._run(self._read_ops(ctx, pre=[])), recorded=False)
+        ops = self._read_ops(ctx, pre=[], recorded=False)
+        read = self._materialise(ctx, self._run(ops), recorded=False)
         if read.acct is not None:
             self._roll(ctx, read.acct, read)
         return self.det._verdict(ctx, read.acct, pure=True, state=read.state)
@@ -515,11 +553,11 @@ class StoreState:
         """Record ``ctx`` in the store and return its verdict (``None`` unless wanted)."""
         det = self.det
         if ctx.account is None:
-            self._run(self._ip_writes(ctx))
+            self._send(self._ip_writes(ctx))
             det.stats.no_account += 1
             return det._ok(event, ctx) if want_verdict else None
         pre = self._distinct_writes(ctx)
-        res = self._run(self._read_ops(ctx, pre=pre))[len(pre) :]
+        res = self._run(self._read_ops(ctx, pre=pre, recorded=True))[len(pre) :]
         read = self._materialise(ctx, res, recorded=True)
         acct = read.acct
         if acct is None:
@@ -534,7 +572,7 @@ class StoreState:
         ops += self._account_writes(ctx, acct, read.rec, rolled, popular)
         if verdict is not None and verdict.level > Level.OK:
             ops += self._flag_writes(ctx, acct, verdict, read.state)
-        self._run(ops)
+        self._send(ops)
         return verdict if want_verdict else None
 
     def mark_benign(self, account: str) -> None:
@@ -619,7 +657,7 @@ class StoreState:
             dom = _domain(a)
             if dom is not None:
                 ops.append(("add_distinct", (dom, "accts"), [a], l_now))
-        if ctx.kind == _SUB and ctx.rdoms:
+        if ctx.kind == _SUB and ctx.rdoms and self._rdoms:
             doms = list(ctx.rdoms)
             ops += [
                 ("add_distinct", (a, "Sd"), doms, s_now),

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address
@@ -45,6 +46,11 @@ from authabuse.counters._window import window_slices
 from authabuse.errors import ConfigurationError, MissingExtraError
 
 __all__ = ["RedisStore"]
+
+try:
+    import hiredis as _hiredis
+except ImportError:  # optional: without it batches go through the client's pipeline
+    _hiredis = None  # type: ignore[assignment]  # the optional module is absent
 
 log = logging.getLogger("authabuse.redis")
 
@@ -162,16 +168,16 @@ class RedisStore:
         # (slice index key, slice) -> monotonic time until which it needs no SADD again
         self._indexed: dict[tuple[str, int], float] = {}
         self._index_refresh = min(60.0, self._slice / 4)
-        self._raw = False  # plain redis.Redis: commands packed here, one write per batch
-        self._reply_errors: tuple[type[BaseException], ...] = ()
+        self._raw = False  # plain redis.Redis and hiredis: batches sent raw (see _send)
         try:
             import redis
 
-            self._raw = type(client) is redis.Redis
-            self._reply_errors = (redis.ResponseError,)
+            self._raw = type(client) is redis.Redis and _hiredis is not None
         except ImportError:  # a foreign client object: its own pipeline
             pass
         self._names: dict[tuple[Key, str, int], str] = {}
+        self._tls = threading.local()  # this thread's raw connection and unread replies
+        self._windows: dict[tuple[Key, str, int, float], list[str]] = {}
 
     # ---------------------------------------------------------------- protocol properties
 
@@ -244,19 +250,37 @@ class RedisStore:
         return self._name(key, "m", 0)
 
     def _name(self, key: Key, kind: str, slice_no: int) -> str:
-        """:func:`redis_key`, remembered (a detector writes the same few keys many times)."""
+        """:func:`redis_key`, remembered (a detector writes the same few keys many times).
+
+        Only keys that :func:`check_key` accepted enter the memo, so a hit needs no check.
+        """
         names = self._names
         try:
             return names[key, kind, slice_no]
         except KeyError:
             pass
-        except TypeError:  # an unhashable key: let redis_key refuse it
-            return redis_key(self.prefix, key, kind, slice_no)
+        except TypeError:  # an unhashable key: let check_key refuse it
+            pass
+        check_key(key)
         name = redis_key(self.prefix, key, kind, slice_no)
         if len(names) >= 100_000:
             names.clear()
         names[key, kind, slice_no] = name
         return name
+
+    def _window_names(self, key: Key, kind: str, at: float, window: float) -> list[str]:
+        """Names of the slice keys a window covers (remembered per window asked)."""
+        last = math.floor(self._check_time(at) / self._slice)
+        memo = self._windows
+        try:
+            return memo[key, kind, last, window]
+        except (KeyError, TypeError):
+            pass
+        names = [self._name(key, kind, i) for i in self._slices(at, window)]
+        if len(memo) >= 50_000:
+            memo.clear()
+        memo[key, kind, last, window] = names
+        return names
 
     @staticmethod
     def _check_time(at: float) -> float:
@@ -268,79 +292,23 @@ class RedisStore:
 
     def add_distinct(self, key: Key, members: Iterable[Any], *, at: float) -> None:
         """Add ``members`` to ``key``'s distinct set in the slice of time ``at``."""
-        check_key(key)
         if isinstance(members, str | bytes | bytearray):
             raise TypeError("members must be an iterable of members, e.g. [member]")
-        members = list(members)
-        encoded = [_member(m) for m in members]
-        slice_no = math.floor(self._check_time(at) / self._slice)
-        if not encoded:
-            return
-        if self._redis_ok():
-            try:
-                dkey, ikey = redis_key(self.prefix, key, "d", slice_no), self._index_key(key)
-                pipe = self._r.pipeline(transaction=False)
-                pipe.pfadd(dkey, *encoded)
-                pipe.expire(dkey, self._ttl)
-                pipe.sadd(ikey, slice_no)
-                pipe.expire(ikey, self._ttl)
-                pipe.execute()
-                return
-            except self._errors() as exc:
-                self._failed(exc)
-        self._local.add_distinct(key, members, at=at)
+        self.batch([("add_distinct", key, list(members), at)])
 
     def count_distinct(self, key: Key, *, at: float, window: float) -> int:
         """Distinct members of ``key`` over the ``window`` seconds ending at ``at``."""
-        check_key(key)
-        slices = self._slices(self._check_time(at), window)
-        if self._redis_ok():
-            try:
-                return int(self._r.pfcount(*(redis_key(self.prefix, key, "d", i) for i in slices)))
-            except self._errors() as exc:
-                self._failed(exc)
-        return self._local.count_distinct(key, at=at, window=window)
+        result: int = self.batch([("count_distinct", key, at, window)])[0]
+        return result
 
     def incr(self, key: Key, field: str, amount: int = 1, *, at: float) -> None:
         """Add ``amount`` to ``key``'s counted ``field`` in the slice of time ``at``."""
-        check_key(key)
-        if type(field) is not str:
-            raise TypeError(f"counted fields are str, not {type(field).__name__}")
-        if isinstance(amount, bool) or not isinstance(amount, int):
-            raise TypeError("amount must be an int")
-        slice_no = math.floor(self._check_time(at) / self._slice)
-        if self._redis_ok():
-            try:
-                ckey, ikey = redis_key(self.prefix, key, "c", slice_no), self._index_key(key)
-                pipe = self._r.pipeline(transaction=False)
-                pipe.hincrby(ckey, field, amount)
-                pipe.expire(ckey, self._ttl)
-                pipe.sadd(ikey, slice_no)
-                pipe.expire(ikey, self._ttl)
-                pipe.execute()
-                return
-            except self._errors() as exc:
-                self._failed(exc)
-        self._local.incr(key, field, amount, at=at)
+        self.batch([("incr", key, field, amount, at)])
 
     def counts(self, key: Key, *, at: float, window: float) -> dict[str, int]:
         """``key``'s counted fields summed over the ``window`` seconds ending at ``at``."""
-        check_key(key)
-        slices = self._slices(self._check_time(at), window)
-        if self._redis_ok():
-            try:
-                pipe = self._r.pipeline(transaction=False)
-                for i in slices:
-                    pipe.hgetall(redis_key(self.prefix, key, "c", i))
-                total: dict[str, int] = {}
-                for part in pipe.execute():
-                    for f, v in part.items():
-                        name = f.decode("utf-8", "surrogateescape") if isinstance(f, bytes) else f
-                        total[name] = total.get(name, 0) + int(v)
-                return {f: v for f, v in total.items() if v}
-            except self._errors() as exc:
-                self._failed(exc)
-        return self._local.counts(key, at=at, window=window)
+        result: dict[str, int] = self.batch([("counts", key, at, window)])[0]
+        return result
 
     # ---------------------------------------------------------------- records
 
@@ -385,10 +353,35 @@ class RedisStore:
             return []
         if self._redis_ok():
             try:
-                return self._run_plan(plan)
+                return self._run_plan(plan, wait=True)
             except self._errors() as exc:
                 self._failed(exc)
         return self._local.batch(ops)
+
+    def send(self, ops: Sequence[Op]) -> None:
+        """Run write operations without waiting for Redis to acknowledge them.
+
+        The commands are written to this thread's connection and their replies read
+        with the next batch's (so a later read on this store sees them, in order); a
+        write Redis refuses is counted in :attr:`status` and logged then. A detector
+        sends each event's counts this way: one round trip per recorded event, not two.
+
+        >>> store = RedisStore("redis://127.0.0.1:1/0", retry_interval=60)  # nobody there
+        >>> store.send([("incr", ("alice@example.jp", "n"), "mails", 1, 1_714_557_600.0)])
+        >>> store.counts(("alice@example.jp", "n"), at=1_714_557_600.0, window=60)
+        {'mails': 1}
+        """
+        ops = list(ops)
+        plan = [self._plan(op) for op in ops]
+        if not ops:
+            return
+        if self._redis_ok():
+            try:
+                self._run_plan(plan, wait=False)
+                return
+            except self._errors() as exc:
+                self._failed(exc)
+        self._local.batch(ops)
 
     def _plan(self, op: Op) -> tuple[str, Any]:
         name = op[0]
@@ -402,23 +395,17 @@ class RedisStore:
             return name, (key, self._name(key, "d", slice_no), slice_no, encoded)
         if name == "incr":
             key, field, amount, at = op[1], op[2], op[3], op[4]
-            check_key(key)
             if type(field) is not str:
                 raise TypeError(f"counted fields are str, not {type(field).__name__}")
-            if isinstance(amount, bool) or not isinstance(amount, int):
+            if type(amount) is not int:
                 raise TypeError("amount must be an int")
             slice_no = math.floor(self._check_time(at) / self._slice)
             return name, (key, self._name(key, "c", slice_no), slice_no, field, amount)
-        if name == "count_distinct":
+        if name == "count_distinct" or name == "counts":  # noqa: PLR1714 - hot path
             key, at, window = op[1], op[2], op[3]
-            check_key(key)
-            slices = self._slices(self._check_time(at), window)
-            return name, [self._name(key, "d", i) for i in slices]
-        if name == "counts":
-            key, at, window = op[1], op[2], op[3]
-            check_key(key)
-            slices = self._slices(self._check_time(at), window)
-            return name, [self._name(key, "c", i) for i in slices]
+            return name, self._window_names(
+                key, "d" if name == "count_distinct" else "c", at, window
+            )
         if name == "put_record":
             key, fields, at, ttl, keep, remove = op[1], op[2], op[3], op[4], op[5], tuple(op[6])
             check_key(key)
@@ -431,7 +418,7 @@ class RedisStore:
         raise ValueError(f"unknown store operation {name!r}")
 
     def _run_plan(  # noqa: PLR0912, PLR0915 - one flat loop per operation kind, for speed
-        self, plan: list[tuple[str, Any]]
+        self, plan: list[tuple[str, Any]], *, wait: bool
     ) -> list[Any]:
         commands: list[tuple[Any, ...]] = []
         cmd = _Appender(commands)
@@ -496,7 +483,10 @@ class RedisStore:
             expire[ikey] = ttl
         for k, seconds in expire.items():
             cmd("EXPIRE", k, seconds)
-        replies = self._send(commands)
+        if not wait:
+            self._send(commands, wait=False)
+            return []
+        replies = self._send(commands, wait=True)
         out: list[Any] = []
         pos = 0
         for name, n in shape:
@@ -507,43 +497,72 @@ class RedisStore:
             elif name == "counts":
                 total: dict[str, int] = {}
                 for h in part:
-                    for f, v in h.items():
+                    for f, v in _pairs(h):
                         fname = f.decode("utf-8", "surrogateescape") if isinstance(f, bytes) else f
                         total[fname] = total.get(fname, 0) + int(v)
                 out.append({f: v for f, v in total.items() if v})
             elif name == "get_record":
-                out.append({_text(f): _text(v) for f, v in part[0].items()})
+                out.append({_text(f): _text(v) for f, v in _pairs(part[0])})
             else:
                 out.append(None)
         return out
 
-    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``commands`` in one write and read their replies (one round trip)."""
+    def _send(self, commands: list[tuple[Any, ...]], *, wait: bool) -> list[Any]:
+        """Run ``commands`` in one round trip; return their replies in order.
+
+        With a plain ``redis.Redis`` client and hiredis, the commands are encoded by
+        hiredis into one write on this thread's connection (taken from the client's
+        pool and kept), and the replies are parsed by a hiredis reader as they arrive:
+        a Python call per batch, not per command. ``wait=False`` (see :meth:`send`)
+        writes the commands and leaves their replies to be read with the next batch's.
+        Otherwise (Redis Cluster, another client object, no hiredis) the client's own
+        non-transactional pipeline runs them, and always waits.
+        """
         if not self._raw:
             pipe = self._r.pipeline(transaction=False)
             for c in commands:
                 pipe.execute_command(*c)
             return list(pipe.execute())
-        pool = self._r.connection_pool
-        conn = pool.get_connection()
+        tls = self._tls
+        conn = getattr(tls, "conn", None)
         try:
-            conn.send_packed_command([_pack(commands)])
-            replies: list[Any] = []
-            error: BaseException | None = None
-            for _ in commands:
-                try:
-                    replies.append(conn.read_response())
-                except self._reply_errors as exc:  # a command refused: keep reading
-                    error = error or exc
-                    replies.append(None)
-            if error is not None:
-                raise error
-            return replies
+            if conn is None:
+                conn = tls.conn = self._r.connection_pool.get_connection()
+                tls.pending = 0
+            sock = conn._sock
+            if sock is None:
+                conn.connect()
+                sock = conn._sock
+            pack = _hiredis.pack_command
+            sock.sendall(b"".join([pack(c) for c in commands]))
+            if not wait:
+                tls.pending += len(commands)
+                return []
+            skip = tls.pending
+            replies = _read_replies(sock, skip + len(commands))
+            tls.pending = 0
         except BaseException:
-            conn.disconnect()  # the reply stream may be out of step: start afresh
+            self._drop_connection()  # the reply stream may be out of step: start afresh
             raise
-        finally:
-            pool.release(conn)
+        late = [r for r in replies[:skip] if isinstance(r, _hiredis.ReplyError)]
+        if late:
+            self.status["errors"] += len(late)
+            log.warning("Redis refused %d sent write(s): %s", len(late), late[0])
+        replies = replies[skip:]
+        for reply in replies:
+            if isinstance(reply, _hiredis.ReplyError):
+                import redis
+
+                raise redis.ResponseError(str(reply))
+        return replies
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._tls, "conn", None)
+        self._tls.conn = None
+        self._tls.pending = 0
+        if conn is not None:
+            conn.disconnect()
+            self._r.connection_pool.release(conn)
 
     def forget(self, key: Key) -> None:
         """Remove everything held for ``key`` (in Redis and in the local fallback)."""
@@ -598,14 +617,20 @@ class RedisStore:
         return local
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Read what :meth:`send` left unread, then close the connection pool."""
+        if getattr(self._tls, "pending", 0):
+            try:
+                self._send([("PING",)], wait=True)
+            except self._errors() as exc:
+                self._failed(exc)
+        self._drop_connection()
         close = getattr(self._r, "close", None)
         if close is not None:
             close()
 
 
 class _Appender:
-    """``cmd(*args)`` collecting commands for :func:`_pack`."""
+    """``cmd(*args)`` collecting commands for :meth:`RedisStore._send`."""
 
     __slots__ = ("commands",)
 
@@ -616,23 +641,27 @@ class _Appender:
         self.commands.append(args)
 
 
-def _arg(a: Any) -> bytes:
-    if isinstance(a, bytes):
-        return a
-    if isinstance(a, str):
-        return a.encode("utf-8", "surrogateescape")
-    return str(a).encode("ascii")  # int
+def _read_replies(sock: Any, want: int) -> list[Any]:
+    """Read and parse ``want`` replies from a connected socket (hiredis)."""
+    reader = _hiredis.Reader()
+    replies: list[Any] = []
+    while len(replies) < want:
+        chunk = sock.recv(1 << 18)
+        if not chunk:
+            raise ConnectionError("Redis closed the connection")
+        reader.feed(chunk)
+        reply = reader.gets()
+        while reply is not False:
+            replies.append(reply)
+            reply = reader.gets()
+    return replies
 
 
-def _pack(commands: list[tuple[Any, ...]]) -> bytes:
-    """Encode commands in the Redis protocol (RESP arrays of bulk strings), all at once."""
-    out: list[bytes] = []
-    for c in commands:
-        out.append(b"*%d\r\n" % len(c))
-        for a in c:
-            b = _arg(a)
-            out.append(b"$%d\r\n%b\r\n" % (len(b), b))
-    return b"".join(out)
+def _pairs(reply: Any) -> Iterator[tuple[Any, Any]]:
+    """Field/value pairs of an ``HGETALL`` reply: a dict (pipeline) or a flat list (raw)."""
+    if isinstance(reply, dict):
+        return iter(reply.items())
+    return zip(reply[::2], reply[1::2], strict=True)
 
 
 def _text(raw: bytes | str) -> str:

@@ -142,7 +142,8 @@ class CounterStore(Protocol):
 
     * ``batch(ops)`` runs a list of :data:`Op` and returns their results, reads seeing
       the writes before them (Redis: one pipelined round trip). :func:`run_batch` falls
-      back to one call per operation.
+      back to one call per operation. ``send(ops)`` runs writes whose results nobody
+      needs, possibly without waiting for them; any later call on the store sees them.
     * **Records**: ``put_record(key, fields, *, at, ttl, keep_existing=False,
       remove=())`` sets text fields of a small non-windowed record (``keep_existing``:
       only fields not set yet; ``remove``: field names to delete), which expires ``ttl``
@@ -474,6 +475,11 @@ class MemoryStore:
     def batch(self, ops: Sequence[Op]) -> list[Any]:
         """Run the :data:`Op` list in order (in memory, there is no round trip to save)."""
         return [apply_op(self, op) for op in ops]
+
+    def send(self, ops: Sequence[Op]) -> None:
+        """Run write operations whose results are not needed (here: at once)."""
+        for op in ops:
+            apply_op(self, op)
 
     def forget(self, key: Key) -> None:
         """Remove everything held for ``key``."""

@@ -24,7 +24,8 @@ def check_counter_store(factory: Callable[[], CounterStore]) -> None:
     retention are read from the store; retention must cover at least 3 slices). Raises
     :class:`AssertionError` naming the first violated rule. The optional extensions are
     checked when the store has them: ``batch(ops)`` must answer exactly what the same
-    calls made one at a time answer, and records (``put_record``/``get_record``) must
+    calls made one at a time answer, writes made with ``send(ops)`` must be seen by the
+    next read, and records (``put_record``/``get_record``) must
     keep, merge, remove and forget fields as the protocol says.
 
     >>> from authabuse.counters import MemoryStore
@@ -184,6 +185,15 @@ def _check_batch(store: Any, twin: Any, t0: float, s: float) -> None:
         raise _fail(f"batch reads must see the writes before them, got {got!r}")
     if store.batch([]) != []:
         raise _fail("an empty batch must answer []")
+    send = getattr(store, "send", None)
+    if send is not None:
+        key = ("carol@example.jp", "n")
+        send([("incr", key, "mails", 1, t0), ("add_distinct", key, [7], t0)])
+        send([])
+        if store.counts(key, at=t0, window=s) != {"mails": 1}:
+            raise _fail("writes made with send(ops) must be seen by the next read")
+        if store.count_distinct(key, at=t0, window=s) != 1:
+            raise _fail("distinct members added with send(ops) must be seen by the next read")
 
 
 def _check_records(store: Any, t0: float) -> None:
