@@ -464,6 +464,42 @@ def test_corrupt_and_foreign_state_files_are_refused(tmp_path: Path) -> None:
         Detector.load(tmp_path / "absent", geo=None)
 
 
+def test_state_with_sketches_of_an_older_hash_is_incompatible(tmp_path: Path) -> None:
+    """A state file whose sketches use a retired hash says so, not 'malformed'."""
+    import base64
+    import gzip
+    import hashlib
+    import json
+    import zlib
+
+    det = Detector(geo=None, config=DetectorConfig(exact_limit=16))
+    for i in range(40):  # beyond exact_limit: the account's IPs become a sketch
+        det.process(sub(T0 + timedelta(seconds=i), f"198.51.100.{i}", "a@example.jp"))
+    path = tmp_path / "state"
+    det.save(path)
+    head, body = path.read_bytes().split(b"\n", 1)
+    text = gzip.decompress(body).decode()
+    sketches = _hll_blobs(text)
+    assert sketches, "the state should hold at least one sketch"
+    for blob in sketches:
+        raw = bytearray(base64.b64decode(blob))
+        raw[4] = 1  # hash id 1 (SplitMix64), retired by hash id 3
+        raw[-4:] = zlib.crc32(bytes(raw[:-4])).to_bytes(4, "little")
+        text = text.replace(blob, base64.b64encode(bytes(raw)).decode())
+    new_body = gzip.compress(text.encode())
+    header = json.loads(head)
+    header.update(sha256=hashlib.sha256(new_body).hexdigest(), length=len(new_body))
+    path.write_bytes(json.dumps(header).encode() + b"\n" + new_body)
+    with pytest.raises(IncompatibleError, match=r"state: .*hash id 1"):
+        Detector.load(path, geo=None)
+
+
+def _hll_blobs(text: str) -> list[str]:
+    import re
+
+    return re.findall(r'"hll":"([A-Za-z0-9+/=]+)"', text)
+
+
 def test_rules_must_match_the_windows() -> None:
     with pytest.raises(ConfigurationError, match="windows are 1h and 24h"):
         Detector(geo=None, rules=RuleSet((Rule("x", when=F.ips_2h >= 3, score=1),)))

@@ -877,6 +877,8 @@ class Detector:
         det = cls(rules=rules, geo=geo, config=config or saved)
         try:
             det._restore(data)
+        except IncompatibleError as exc:  # e.g. a sketch written with an older hash
+            raise IncompatibleError(f"{target}: {exc}") from None
         except (TypeError, KeyError, ValueError, IndexError, struct.error) as exc:
             raise CorruptDataError(f"{target}: malformed state: {exc!r}") from None
         return det
