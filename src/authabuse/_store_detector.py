@@ -73,18 +73,21 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
 from authabuse.counters._store import Op, run_batch
 from authabuse.detector import (
     _COMMON_MIN,
     _POPULAR,
+    _V6_MARK,
     _Acct,
     _busiest,
     _Ctx,
     _IPRec,
     _learned,
     _merged_usual,
+    _prefix_net,
     _shared,
     _Win,
 )
@@ -100,6 +103,7 @@ log = logging.getLogger("authabuse.detector")
 
 _SUB, _AUTH_OK, _AUTH_FAIL = 0, 1, 2
 _DOMAIN_FLAGGED_CAP = 1024
+_MARK_CAP = 512  # addresses of one abuse marked at its first verdict, at most
 
 
 class _Count:
@@ -751,6 +755,65 @@ class StoreState:
                 )
         return ops
 
+    def _abuse_ips(self, ctx: _Ctx, acct: _Acct) -> list[int]:
+        """Return the abuse's addresses so far, as ``Detector._mark_abuse_ips`` finds them.
+
+        Those that sent the account's mail in the short window from networks it does not
+        use, are not its known addresses and served fewer than three accounts; without a
+        baseline, only those in countries not common here. Two extra reads, once per
+        account and long window (at its first abuse verdict).
+        """
+        a = ctx.account
+        assert a is not None  # noqa: S101 - callers check
+        cfg = self.det.config
+        sw, lw, one = cfg.short_window, cfg.long_window, self._slice
+        s_now, l_now = ctx.sb * sw, ctx.lb * lw
+        cur, prev = self._run(
+            [("counts", (a, "Sm"), s_now, one), ("counts", (a, "Sm"), s_now - sw, one)]
+        )
+        known = set(acct.known_ips)
+        members = sorted({int(k) for k in (*cur, *prev)} - known - {ctx.member})[:_MARK_CAP]
+        places = []
+        for m in members:
+            ip = _member_ip(m)
+            cc, asn = self.det._locate(ip, m)
+            net = asn if asn is not None else _prefix_net(ip)
+            if net not in acct.usual:
+                places.append((m, cc))
+        if not places:
+            return []
+        reads: list[Op] = []
+        for m, _ in places:
+            reads += [("counts", (m, "ipx"), l_now, one), ("counts", (m, "ipx"), l_now - lw, one)]
+        ccs = sorted({cc for _, cc in places if cc is not None}) if not acct.usual else []
+        for cc in ccs:
+            reads += [
+                ("counts", ("~cc", "c", cc), l_now, one),
+                ("counts", ("~cc", "c", cc), l_now - lw, one),
+            ]
+        if ccs:
+            reads += [
+                ("counts", ("~cc", "t"), l_now, one),
+                ("counts", ("~cc", "t"), l_now - lw, one),
+            ]
+        res = self._run(reads)
+        common: dict[str, bool] = {}
+        if ccs:
+            total = res[-2].get("n", 0) + res[-1].get("n", 0) // 2
+            base = 2 * len(places)
+            for i, cc in enumerate(ccs):
+                n = res[base + 2 * i].get("n", 0) + res[base + 2 * i + 1].get("n", 0) // 2
+                common[cc] = total < _COMMON_MIN or n * 20 >= total
+        out = []
+        for i, (m, cc) in enumerate(places):
+            served = {f for f in (*res[2 * i], *res[2 * i + 1]) if f.startswith("a:")}
+            if len(served) >= 3:
+                continue
+            if not acct.usual and cc is not None and common.get(cc, False):
+                continue
+            out.append(m)
+        return out
+
     def _flag_writes(self, ctx: _Ctx, acct: _Acct, v: Verdict, state: _EventState) -> list[Op]:
         """Return what ``_flagged`` changes: the account's flag, the address, the domain."""
         a = ctx.account
@@ -759,6 +822,7 @@ class StoreState:
         level = int(v.level)
         t = ctx.t
         ops: list[Op] = []
+        first_abuse = level >= Level.ABUSE > acct.flag
         if level > acct.flag:
             fields = {"flag": str(level), "flagb": str(ctx.lb)}
             if acct.flag == 0:
@@ -771,19 +835,23 @@ class StoreState:
             level >= Level.ABUSE
             and ctx.net not in acct.usual
             and (acct.usual or not state._country_common(ctx.cc, False))
-            and not (iprec is not None and _shared(iprec))
         ):
-            ops.append(
+            until = t + cfg.abuse_ip_ttl
+            marked = [] if iprec is not None and _shared(iprec) else [ctx.member]
+            if first_abuse:  # the abuse so far: the short window's other addresses
+                marked += self._abuse_ips(ctx, acct)
+            ops += [
                 (
                     "put_record",
-                    (ctx.member, "rec"),
-                    {"abuse": repr(t + cfg.abuse_ip_ttl)},
+                    (m, "rec"),
+                    {"abuse": repr(until)},
                     t,
                     cfg.abuse_ip_ttl + cfg.long_window,
                     False,
                     (),
                 )
-            )
+                for m in marked
+            ]
         dom = _domain(a)
         if dom is not None:
             known = state._domains.get(dom, {})
@@ -794,6 +862,13 @@ class StoreState:
                 ("put_record", (dom, "flagged"), {a: repr(t)}, t, cfg.long_window, False, remove)
             )
         return ops
+
+
+def _member_ip(member: int) -> IPv4Address | IPv6Address:
+    """Return an address standing for a counting identity (IPv6: the first of its /64)."""
+    if member & _V6_MARK:
+        return IPv6Address((member & (_V6_MARK - 1)) << 64)
+    return IPv4Address(member)
 
 
 def _window_writes(

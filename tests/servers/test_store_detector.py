@@ -377,3 +377,51 @@ def test_failed_logins_and_accountless_events_are_counted() -> None:
     assert det.stats.no_account == 1
     checked = det.check(_sub(30, "11.3.0.1", "carol@example.jp"))
     assert checked.features["ip_auth_failures_24h"] == 13  # the account-less one too
+
+
+def test_first_abuse_marks_the_abuse_so_far_like_the_compact_detector() -> None:
+    compact = Detector(geo=_Countries())
+    store = Detector(geo=_Countries(), store=MemoryStore(retention=TWO_DAYS))
+    for det in (compact, store):
+        for day in (2, 1):  # a baseline: two days at home (11.0/16, JP)
+            for h in range(3):
+                det.process(_sub(-86_400 * day + 3600 * h, "11.0.0.5"))
+        for i in range(1, 7):
+            v = det.process(_sub(60 * i, f"11.{i}.0.9"))
+        assert v.level == Level.ABUSE
+    marked = []
+    for i in range(7):
+        probe = _sub(700, f"11.{i}.0.9", "other@example.jp")
+        got = store.check(probe).features["ip_in_abuse"]
+        assert got == compact.check(probe).features["ip_in_abuse"], i
+        marked.append(got)
+    print("marked", marked)
+    assert not marked[0]  # the owner's own network never
+    assert sum(marked) >= 2  # this event's address and earlier ones of the abuse
+
+
+def test_features_no_rule_reads_are_not_kept_but_say_so() -> None:
+    from authabuse.rules import load_rules
+
+    det = Detector(geo=_Countries(), store=MemoryStore(retention=TWO_DAYS))
+    v = det.process(_sub(0, "11.1.0.9"))
+    with pytest.raises(ConfigurationError, match="no rule reads it"):
+        v.features["rcpt_domains_1h"]
+    rules = load_rules(
+        "r.toml",
+        text='[[rule]]\nname = "fanout"\nwhen = "rcpt_domains_1h >= 3"\nscore = 60\n',
+    )
+    det = Detector(geo=_Countries(), rules=rules, store=MemoryStore(retention=TWO_DAYS))
+    ref = Detector(geo=_Countries(), rules=rules)
+    for i, dom in enumerate(("a.example", "b.example", "a.example", "c.example")):
+        e = Submission(
+            time=T0 + timedelta(seconds=i),
+            ip=parse_ip("11.1.0.9"),
+            account="mallory@example.jp",
+            recipient_count=1,
+            recipients=(f"x@{dom}",),
+        )
+        got, want = det.process(e), ref.process(e)
+        assert got.features["rcpt_domains_1h"] == want.features["rcpt_domains_1h"]
+        assert _signature(got) == _signature(want)
+    assert got.level == Level.SUSPICIOUS
