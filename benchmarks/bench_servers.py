@@ -549,7 +549,8 @@ def write_results(
         "whether the bar is met); the others run the client flat out. The Redis rows run "
         "the same Detector with its state in a RedisStore on a local redis-server "
         "(its own process on the same two cores; its CPU is not in the server CPU column): "
-        "one pipelined round trip per check, two per recorded message. Peers: stdlib "
+        "one round trip per check and one per recorded message (its writes are sent "
+        "without waiting). Peers: stdlib "
         "threaded servers that parse and answer DUNNO / status 0 with no detection.",
         "",
         *rows,

@@ -495,14 +495,21 @@ class RedisStore:
             if name == "count_distinct":
                 out.append(int(part[0]))
             elif name == "counts":
+                if len(part) == 1 and self._raw:  # one slice, decoded to text by hiredis
+                    out.append({f: n for f, v in _pairs(part[0]) if (n := int(v))})
+                    continue
                 total: dict[str, int] = {}
                 for h in part:
                     for f, v in _pairs(h):
-                        fname = f.decode("utf-8", "surrogateescape") if isinstance(f, bytes) else f
+                        fname = _text(f)
                         total[fname] = total.get(fname, 0) + int(v)
                 out.append({f: v for f, v in total.items() if v})
             elif name == "get_record":
-                out.append({_text(f): _text(v) for f, v in _pairs(part[0])})
+                h = part[0]
+                if self._raw:  # decoded to text by hiredis: a map (RESP3) or a flat list
+                    out.append(h if type(h) is dict else dict(_pairs(h)))
+                else:
+                    out.append({_text(f): _text(v) for f, v in _pairs(h)})
             else:
                 out.append(None)
         return out
@@ -643,7 +650,8 @@ class _Appender:
 
 def _read_replies(sock: Any, want: int) -> list[Any]:
     """Read and parse ``want`` replies from a connected socket (hiredis)."""
-    reader = _hiredis.Reader()
+    # Replies decoded to text in C; undecodable bytes kept as surrogates (as keys were).
+    reader = _hiredis.Reader(encoding="utf-8", errors="surrogateescape")
     replies: list[Any] = []
     while len(replies) < want:
         chunk = sock.recv(1 << 18)
