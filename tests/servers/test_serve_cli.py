@@ -285,6 +285,8 @@ def test_postfix_servers_share_state_in_redis_and_survive_kill_9(
         REJECT,
         "--store",
         redis_server.url,
+        "--store-timeout",
+        "5",
         *geo_files,
     ]
     first, second = Served(args), Served(args)
@@ -337,6 +339,8 @@ def test_postfix_server_keeps_answering_while_redis_is_down(
             "127.0.0.1:0",
             "--store",
             redis_server.url,
+            "--store-timeout",
+            "5",
             *geo_files,
         ]
     )
@@ -366,6 +370,7 @@ def test_dovecot_server_on_redis(
     redis = pytest.importorskip("redis", reason="the 'redis' extra is not installed")
     redis_server = redis_process()
     args = ["dovecot", "--listen", "127.0.0.1:0", "--store", redis_server.url]
+    args += ["--store-timeout", "5"]
     srv = Served(args)
     served.append(srv)
     conn = http.client.HTTPConnection(*srv.addr, timeout=10)

@@ -78,7 +78,9 @@ def runs(stream: Stream, redis_process_type: type[RedisProcess]) -> Iterator[dic
         compact = Detector(geo=stream.geo)
         memory = Detector(geo=stream.geo, store=MemoryStore(retention=TWO_DAYS))
         shared = [
-            Detector(geo=stream.geo, store=RedisStore(server.url, retention=TWO_DAYS))
+            Detector(
+                geo=stream.geo, store=RedisStore(server.url, retention=TWO_DAYS, socket_timeout=10)
+            )
             for _ in range(2)
         ]
         out: dict[str, list[Any]] = {"compact": [], "memory": [], "two": []}
@@ -202,7 +204,9 @@ def test_two_servers_catch_an_abuse_split_between_them(
     geo = _Countries()
 
     def det() -> Detector:
-        return Detector(geo=geo, store=RedisStore(server.url, retention=TWO_DAYS))
+        return Detector(
+            geo=geo, store=RedisStore(server.url, retention=TWO_DAYS, socket_timeout=10)
+        )
 
     split = _abuse_over_two(det(), det())
     one = Detector(geo=geo, store=MemoryStore(retention=TWO_DAYS))
@@ -238,7 +242,7 @@ def test_redis_killed_mid_stream_falls_back_and_reconnects(
     stream: Stream, redis_process: Callable[..., RedisProcess], caplog: pytest.LogCaptureFixture
 ) -> None:
     server = redis_process()
-    store = RedisStore(server.url, retention=TWO_DAYS, retry_interval=0.2)
+    store = RedisStore(server.url, retention=TWO_DAYS, retry_interval=0.2, socket_timeout=10)
     det = Detector(geo=stream.geo, store=store)
     events = stream.events[:6000]
     for e in events[:2000]:

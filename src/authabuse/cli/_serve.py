@@ -115,6 +115,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="PREFIX",
         help="Redis key prefix (servers sharing state use the same; default authabuse:)",
     )
+    p.add_argument(
+        "--store-timeout",
+        type=float,
+        default=0.25,
+        metavar="SECONDS",
+        help="bound on each Redis call; past it the server answers from local state (default 0.25)",
+    )
     p.add_argument("--state", metavar="FILE", help="detector state snapshot file")
     p.add_argument(
         "--snapshot-interval",
@@ -165,7 +172,10 @@ def _build_detector(args: argparse.Namespace) -> tuple[Any, Any]:
             )
         # Two long windows of history: what the detector reads (see docs/redis.md).
         store = RedisStore(
-            args.store, prefix=args.store_prefix, retention=2 * DetectorConfig().long_window
+            args.store,
+            prefix=args.store_prefix,
+            retention=2 * DetectorConfig().long_window,
+            socket_timeout=args.store_timeout,
         )
         log.info("detector state shared in Redis at %s (prefix %r)", store.url, store.prefix)
     state = Path(args.state) if args.state else None
