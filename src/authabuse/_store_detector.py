@@ -177,6 +177,15 @@ class _EventState:
             total += 1
         return total < _COMMON_MIN or n * 20 >= total
 
+    def _country_home(self, cc: str | None, pure: bool) -> bool:
+        if cc is None:
+            return False
+        n, total = self._cc_common
+        if pure:
+            n += 1
+            total += 1
+        return total >= _COMMON_MIN and n * 20 >= total
+
 
 class _SWin(_Win):
     """A materialised window that also knows what its current bucket alone holds."""
@@ -572,7 +581,10 @@ class StoreState:
         if want_verdict or det._rules:
             verdict = det._verdict(ctx, read.acct and acct, pure=True, state=read.state)
         ops = self._ip_writes(ctx)
-        popular = read.state._net_popularity.get(ctx.net, 0) >= _POPULAR
+        # a country reached through a popular network, or a common one, is not new
+        popular = read.state._net_popularity.get(ctx.net, 0) >= _POPULAR or (
+            read.state._country_home(ctx.cc, True)
+        )
         ops += self._account_writes(ctx, acct, read.rec, rolled, popular)
         if verdict is not None and verdict.level > Level.OK:
             ops += self._flag_writes(ctx, acct, verdict, read.state)

@@ -1141,6 +1141,21 @@ class Detector:
         # an account without a baseline then gets the benefit of the doubt.
         return total < _COMMON_MIN or n * 20 >= total
 
+    def _country_home(self, cc: str | None, pure: bool) -> bool:
+        """Whether ``cc`` is one of the provider's own countries (5 % of the traffic).
+
+        Unlike ``country_common`` it is false until the shares mean anything: it decides
+        what is *not* counted as a new country, and must not hide them on a cold start.
+        """
+        if cc is None:
+            return False
+        n = self._cc_counts.get(cc, 0)
+        total = self._cc_total
+        if pure:
+            n += 1
+            total += 1
+        return total >= _COMMON_MIN and n * 20 >= total
+
     def _evict_ips(self) -> None:
         # Drop the oldest quarter (dicts keep insertion order; refreshed records move back).
         n = max(1, len(self._ips) // 4)
@@ -1175,11 +1190,13 @@ class Detector:
         net_usual = ctx.net in usual
         # A country reached through a usual network (a VPN provider's or a cloud's exits
         # in several countries) is not a new place for the account.
+        # Nor is the provider's own country (common: the domestic rules judge it).
         cc_usual = (
             ctx.cc is None
             or ctx.cc in usual
             or net_usual
             or self._net_popularity.get(ctx.net, 0) >= _POPULAR
+            or self._country_home(ctx.cc, False)
         )
         if net_usual and ctx.kind != _AUTH_FAIL and ctx.t > acct.last_usual:
             acct.last_usual = ctx.t
@@ -1672,7 +1689,7 @@ def _f_new_countries(v: _View, s: bool) -> int:
     n = w.cnew if w else 0
     cc = v.ctx.cc
     if v.pending() and cc and not (w and w.ccs and cc in w.ccs) and cc not in v.usual:
-        n += 0 if v["network_usual"] or v["network_popular"] else 1
+        n += 0 if v["network_usual"] or v["network_popular"] or _home(v) else 1
     return n
 
 
@@ -1766,7 +1783,28 @@ def _f_domain_flagged(v: _View, s: bool) -> int:
     return sum(1 for a, at in flagged.items() if a != account and t - at <= window)
 
 
+def _peak_ips(v: _View) -> int:
+    """Return the learned daily peak of distinct addresses as this event would see it."""
+    acct = v.acct
+    if acct is None:
+        return 0
+    if v.pure and 0 <= acct.lb < v.ctx.lb and acct.ln is not None:
+        return max(int(acct.peak_ips * 0.9), _d_len(acct.ln.ips))
+    return acct.peak_ips
+
+
+def _f_ips_over_peak(v: _View, s: bool) -> float:
+    return _f_ips(v, s) / max(_peak_ips(v), 1)
+
+
+def _f_rcpts_per_mail(v: _View, s: bool) -> float:
+    mails = _f_mails(v, s)
+    return _f_rcpts(v, s) / mails if mails else 0.0
+
+
 _WINDOW_FNS: dict[str, Callable[[_View, bool], Any]] = {
+    "rcpts_per_mail": _f_rcpts_per_mail,
+    "ips_over_peak": _f_ips_over_peak,
     "mails": _f_mails,
     "ips": _f_ips,
     "countries": _f_countries,
@@ -1800,6 +1838,10 @@ def _hours_since_usual(v: _View) -> float:
     return max(0.0, (v.ctx.t - v.acct.last_usual) / 3600.0)
 
 
+def _home(v: _View) -> bool:
+    return bool(v.det._country_home(v.ctx.cc, v.pure))
+
+
 def _recent_new_countries(v: _View) -> int:
     """Countries new to the account over the last week (probation + long window)."""
     usual, trial = v.baseline()
@@ -1809,7 +1851,8 @@ def _recent_new_countries(v: _View) -> int:
     if w is not None and w.cfor:
         found.update(w.cfor)
     cc = v.ctx.cc
-    if v.pending() and cc and not (v["network_usual"] or v["network_popular"]):
+    new_here = not (v["network_usual"] or v["network_popular"] or _home(v))
+    if v.pending() and cc and new_here:
         found.add(cc)
     found.difference_update(usual)
     return len(found)

@@ -77,6 +77,8 @@ WINDOW_FEATURES: dict[str, str] = {
     "new_asns": "distinct networks not in the account's learned baseline",
     "new_share": "share of the account's messages sent from networks new to it (0..1)",
     "ips_per_mail": "distinct source addresses divided by messages (sprinkle: close to 1)",
+    "rcpts_per_mail": "recipients per message (spam: several; a person's mail: one or two)",
+    "ips_over_peak": "distinct source addresses divided by the account's learned daily peak",
     "ip_mails": "messages from this event's source address for this account",
     "ip_rate": "messages per second from this event's address over its run in the window",
     "rcpt_domains": "distinct recipient domains of the account",
@@ -1012,7 +1014,7 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
             & (f("ip_mails", s) >= 5)
             & (f("ip_rate", s) >= 0.5)
             & ~F.ip_usual
-            & (F.baseline_ready | ~F.country_common),
+            & (F.baseline_ready | ~F.country_common | (F.domain_accounts >= 100)),
             score=100,
             describe="one new address sending several messages per second",
         ),
@@ -1035,6 +1037,17 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
             describe="several new networks of the usual country within the short window",
         ),
         Rule(
+            "address-surge",
+            when=unusual
+            & ~F.ip_usual
+            & F.baseline_ready
+            & (f("ips", lg) >= 30)
+            & (f("ips_per_mail", lg) >= 0.5)
+            & (f("ips_over_peak", lg) >= 3),
+            score=100,
+            describe="far more addresses than the account uses in a day, a message or two each",
+        ),
+        Rule(
             "impossible-travel",
             when=unusual
             & F.is_submission
@@ -1049,7 +1062,10 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
         Rule(
             "slow-spread",
             when=unusual
-            & (F.recent_new_countries >= 4)
+            & (
+                (F.recent_new_countries >= 5)
+                | (F.recent_new_countries >= 3) & (f("rcpts_per_mail", lg) >= 3)
+            )
             & ~F.country_usual
             & ~F.country_common
             & F.baseline_ready
