@@ -1042,10 +1042,10 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
             & ~F.ip_usual
             & F.baseline_ready
             & (f("ips", lg) >= 30)
-            & (f("ips_per_mail", lg) >= 0.5)
+            & (f("ips_per_mail", lg) >= 0.25)
             & (f("ips_over_peak", lg) >= 3),
             score=100,
-            describe="far more addresses than the account uses in a day, a message or two each",
+            describe="far more addresses than the account uses in a day, a few messages each",
         ),
         Rule(
             "impossible-travel",
