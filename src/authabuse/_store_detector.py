@@ -926,6 +926,27 @@ def _domain(account: str) -> str | None:
     return account.rpartition("@")[2].lower() or None
 
 
+# A bucket's field name -> (kind, key): 1 "c:CC" (events per country), 2 "C:CC" (a new
+# country of the window), 3 "n:NET" (events per network), 0 any other field. Parsed once
+# per name: the same few thousand names come back on every event.
+_FIELDS: dict[str, tuple[int, Any]] = {}
+
+
+def _parse_field(f: str) -> tuple[int, Any]:
+    out: tuple[int, Any] = (0, None)
+    if f[1:2] == ":":
+        if f[0] == "c":
+            out = (1, sys.intern(f[2:]))
+        elif f[0] == "C":
+            out = (2, sys.intern(f[2:]))
+        elif f[0] == "n":
+            out = (3, int(f[2:]))
+    if len(_FIELDS) >= 200_000:
+        _FIELDS.clear()
+    _FIELDS[f] = out
+    return out
+
+
 def _window(prev: dict[str, int], cur: dict[str, int]) -> _SWin:
     """Return a compact window of two buckets' counts (the window ending with ``cur``).
 
@@ -936,24 +957,25 @@ def _window(prev: dict[str, int], cur: dict[str, int]) -> _SWin:
     w = _SWin()
     ccs: dict[str, int] = {}
     nets: dict[int, int] = {}
+    parsed = _FIELDS
     for part, is_cur in ((prev, False), (cur, True)):
         for f, v in part.items():
-            if f[1:2] != ":":
-                continue
-            if f[0] == "c":
-                k = sys.intern(f[2:])
+            try:
+                kind, k = parsed[f]
+            except KeyError:
+                kind, k = _parse_field(f)
+            if kind == 1:  # c:CC
                 ccs[k] = ccs.get(k, 0) + v
                 if is_cur:
                     w.cur_ccs.add(k)
-            elif f[0] == "C":
+            elif kind == 3:  # n:NET
+                nets[k] = nets.get(k, 0) + v
+                if is_cur:
+                    w.cur_nets.add(k)
+            elif kind == 2:  # C:CC
                 if w.cfor is None:
                     w.cfor = set()
-                w.cfor.add(sys.intern(f[2:]))
-            elif f[0] == "n":
-                n = int(f[2:])
-                nets[n] = nets.get(n, 0) + v
-                if is_cur:
-                    w.cur_nets.add(n)
+                w.cfor.add(k)
     w.mails = prev.get("m", 0) + cur.get("m", 0)
     w.unusual = prev.get("u", 0) + cur.get("u", 0)
     w.rcpts = prev.get("r", 0) + cur.get("r", 0)

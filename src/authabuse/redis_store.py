@@ -175,9 +175,9 @@ class RedisStore:
             self._raw = type(client) is redis.Redis and _hiredis is not None
         except ImportError:  # a foreign client object: its own pipeline
             pass
-        self._names: dict[tuple[Key, str, int], str] = {}
+        self._bases: dict[Key, str] = {}  # key -> its Redis name without ":kind:slice"
+        self._nwin: dict[float, int] = {}  # window (s) -> slices it covers
         self._tls = threading.local()  # this thread's raw connection and unread replies
-        self._windows: dict[tuple[Key, str, int, float], list[str]] = {}
 
     # ---------------------------------------------------------------- protocol properties
 
@@ -247,43 +247,51 @@ class RedisStore:
         return range(last - n + 1, last + 1)
 
     def _index_key(self, key: Key) -> str:
-        return self._name(key, "m", 0)
+        return self._base(key) + ":m:0"
 
-    def _name(self, key: Key, kind: str, slice_no: int) -> str:
-        """:func:`redis_key`, remembered (a detector writes the same few keys many times).
+    def _base(self, key: Key) -> str:
+        """:func:`redis_key` without its ``:kind:slice`` tail, remembered per key.
 
-        Only keys that :func:`check_key` accepted enter the memo, so a hit needs no check.
+        One entry per key (not per key, kind and slice), so the memo covers a large
+        working set; only keys that :func:`check_key` accepted enter it, so a hit needs
+        no check. A miss costs one :func:`redis_key`.
         """
-        names = self._names
+        bases = self._bases
         try:
-            return names[key, kind, slice_no]
+            return bases[key]
         except KeyError:
             pass
         except TypeError:  # an unhashable key: let check_key refuse it
             pass
         check_key(key)
-        name = redis_key(self.prefix, key, kind, slice_no)
-        if len(names) >= 100_000:
-            names.clear()
-        names[key, kind, slice_no] = name
-        return name
+        base = redis_key(self.prefix, key, "", 0)[:-3]  # drop the "::0" tail
+        if len(bases) >= 200_000:
+            bases.clear()
+        bases[key] = base
+        return base
+
+    def _name(self, key: Key, kind: str, slice_no: int) -> str:
+        """:func:`redis_key` of one slice (see :meth:`_base`)."""
+        return f"{self._base(key)}:{kind}:{slice_no}"
 
     def _window_names(self, key: Key, kind: str, at: float, window: float) -> list[str]:
-        """Names of the slice keys a window covers (remembered per window asked)."""
+        """Names of the slice keys a window covers."""
         last = math.floor(self._check_time(at) / self._slice)
-        memo = self._windows
         try:
-            return memo[key, kind, last, window]
+            n = self._nwin[window]
         except (KeyError, TypeError):
-            pass
-        names = [self._name(key, kind, i) for i in self._slices(at, window)]
-        if len(memo) >= 50_000:
-            memo.clear()
-        memo[key, kind, last, window] = names
-        return names
+            n = len(self._slices(at, window))  # validates the window
+            if len(self._nwin) < 1024:
+                self._nwin[window] = n
+        base = self._base(key)
+        if n == 1:
+            return [f"{base}:{kind}:{last}"]
+        return [f"{base}:{kind}:{i}" for i in range(last - n + 1, last + 1)]
 
     @staticmethod
     def _check_time(at: float) -> float:
+        if type(at) is float and at - at == 0.0:  # finite (inf - inf and nan are nan)
+            return at
         if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
             raise ValueError(f"at must be a finite POSIX time in seconds, not {at!r}")
         return float(at)
@@ -392,7 +400,8 @@ class RedisStore:
                 raise TypeError("members must be an iterable of members, e.g. [member]")
             encoded = [_member(m) for m in members]
             slice_no = math.floor(self._check_time(at) / self._slice)
-            return name, (key, self._name(key, "d", slice_no), slice_no, encoded)
+            base = self._base(key)
+            return name, (base + ":m:0", f"{base}:d:{slice_no}", slice_no, encoded)
         if name == "incr":
             key, field, amount, at = op[1], op[2], op[3], op[4]
             if type(field) is not str:
@@ -400,7 +409,8 @@ class RedisStore:
             if type(amount) is not int:
                 raise TypeError("amount must be an int")
             slice_no = math.floor(self._check_time(at) / self._slice)
-            return name, (key, self._name(key, "c", slice_no), slice_no, field, amount)
+            base = self._base(key)
+            return name, (base + ":m:0", f"{base}:c:{slice_no}", slice_no, field, amount)
         if name == "count_distinct" or name == "counts":  # noqa: PLR1714 - hot path
             key, at, window = op[1], op[2], op[3]
             return name, self._window_names(
@@ -421,51 +431,51 @@ class RedisStore:
         self, plan: list[tuple[str, Any]], *, wait: bool
     ) -> list[Any]:
         commands: list[tuple[Any, ...]] = []
-        cmd = _Appender(commands)
+        cmd = commands.append
         shape: list[tuple[str, int]] = []  # (operation, replies it takes)
         expire: dict[str, int] = {}
         index: dict[str, set[int]] = {}
         ttl = self._ttl
         for name, arg in plan:
             if name == "add_distinct":
-                key, dkey, slice_no, encoded = arg
+                ikey, dkey, slice_no, encoded = arg
                 if not encoded:
                     shape.append((name, 0))
                     continue
-                cmd("PFADD", dkey, *encoded)
+                cmd(("PFADD", dkey, *encoded))
                 expire[dkey] = ttl
-                index.setdefault(self._index_key(key), set()).add(slice_no)
+                index.setdefault(ikey, set()).add(slice_no)
                 shape.append((name, 1))
             elif name == "incr":
-                key, ckey, slice_no, field, amount = arg
-                cmd("HINCRBY", ckey, field, amount)
+                ikey, ckey, slice_no, field, amount = arg
+                cmd(("HINCRBY", ckey, field, amount))
                 expire[ckey] = ttl
-                index.setdefault(self._index_key(key), set()).add(slice_no)
+                index.setdefault(ikey, set()).add(slice_no)
                 shape.append((name, 1))
             elif name == "count_distinct":
-                cmd("PFCOUNT", *arg)
+                cmd(("PFCOUNT", *arg))
                 shape.append((name, 1))
             elif name == "counts":
                 for k in arg:
-                    cmd("HGETALL", k)
+                    cmd(("HGETALL", k))
                 shape.append((name, len(arg)))
             elif name == "put_record":
                 rkey, fields, rttl, keep, remove = arg
                 n = 0
                 if fields and not keep:
-                    cmd("HSET", rkey, *[x for kv in fields.items() for x in kv])
+                    cmd(("HSET", rkey, *[x for kv in fields.items() for x in kv]))
                     n += 1
                 elif fields:
                     for k, v in fields.items():
-                        cmd("HSETNX", rkey, k, v)
+                        cmd(("HSETNX", rkey, k, v))
                         n += 1
                 if remove:
-                    cmd("HDEL", rkey, *remove)
+                    cmd(("HDEL", rkey, *remove))
                     n += 1
                 expire[rkey] = max(expire.get(rkey, 0), math.ceil(rttl))
                 shape.append((name, n))
             else:  # get_record
-                cmd("HGETALL", arg)
+                cmd(("HGETALL", arg))
                 shape.append((name, 1))
         now = time.monotonic()
         indexed = self._indexed
@@ -479,10 +489,10 @@ class RedisStore:
                 indexed.clear()
             for i in slices:
                 indexed[ikey, i] = now + self._index_refresh
-            cmd("SADD", ikey, *sorted(slices))
+            cmd(("SADD", ikey, *sorted(slices)))
             expire[ikey] = ttl
         for k, seconds in expire.items():
-            cmd("EXPIRE", k, seconds)
+            cmd(("EXPIRE", k, seconds))
         if not wait:
             self._send(commands, wait=False)
             return []
@@ -634,18 +644,6 @@ class RedisStore:
         close = getattr(self._r, "close", None)
         if close is not None:
             close()
-
-
-class _Appender:
-    """``cmd(*args)`` collecting commands for :meth:`RedisStore._send`."""
-
-    __slots__ = ("commands",)
-
-    def __init__(self, commands: list[tuple[Any, ...]]) -> None:
-        self.commands = commands
-
-    def __call__(self, *args: Any) -> None:
-        self.commands.append(args)
 
 
 def _read_replies(sock: Any, want: int) -> list[Any]:
