@@ -331,6 +331,16 @@ class StoreState:
         else:
             send(ops)
 
+    def _union(self, key: tuple[Any, ...], start: float, bucket: float) -> Op:
+        """Count the distinct members of the buckets starting at ``start - bucket`` and ``start``.
+
+        A ``count_distinct`` over the window that covers both buckets' slices, with the
+        two bucket times as a hint (``op[4]``): nothing is written to the slices between
+        them, so a store that reads slice by slice (Redis: one ``PFCOUNT`` over the
+        named keys) may read those two alone; any other store ignores the hint.
+        """
+        return ("count_distinct", key, start, self._span(start, bucket), (start - bucket, start))
+
     def _span(self, start: float, bucket: float) -> float:
         """Window (s) that covers the slices of bucket starts ``start - bucket``..``start``."""
         s = self._slice
@@ -351,8 +361,8 @@ class StoreState:
         ops = list(pre)
         if self._rdoms:
             ops += [
-                ("count_distinct", (a, "Sd"), s_now, self._span(s_now, sw)),
-                ("count_distinct", (a, "Ld"), l_now, self._span(l_now, lw)),
+                self._union((a, "Sd"), s_now, sw),
+                self._union((a, "Ld"), l_now, lw),
             ]
         if not recorded:  # is the address in the long window? (a check cannot add it)
             ops += [("counts", (a, "ip", m), l_now, one), ("counts", (a, "ip", m), l_prev, one)]
@@ -362,8 +372,8 @@ class StoreState:
             ("counts", (a, "S"), s_prev, one),
             ("counts", (a, "L"), l_now, one),
             ("counts", (a, "L"), l_prev, one),
-            ("count_distinct", (a, "Si"), s_now, self._span(s_now, sw)),
-            ("count_distinct", (a, "Li"), l_now, self._span(l_now, lw)),
+            self._union((a, "Si"), s_now, sw),
+            self._union((a, "Li"), l_now, lw),
             ("count_distinct", (a, "Li"), l_prev, one),
             ("counts", (a, "ip", m), s_now, one),
             ("counts", (a, "ip", m), s_prev, one),
@@ -373,13 +383,13 @@ class StoreState:
             ("get_record", (m, "rec")),
             ("counts", ("~cc", "t"), l_now, one),
             ("counts", ("~cc", "t"), l_prev, one),
-            ("count_distinct", ("~net", ctx.net), l_now, self._span(l_now, lw)),
+            self._union(("~net", ctx.net), l_now, lw),
         ]
         dom = _domain(a)
         if dom is not None:
             ops += [
                 ("get_record", (dom, "flagged")),
-                ("count_distinct", (dom, "accts"), l_now, self._span(l_now, lw)),
+                self._union((dom, "accts"), l_now, lw),
             ]
         if ctx.cc is not None:
             ops += [
@@ -608,8 +618,8 @@ class StoreState:
                 ("counts", (account, "S"), s_now - cfg.short_window, one),
                 ("counts", (account, "L"), l_now, one),
                 ("counts", (account, "L"), l_now - cfg.long_window, one),
-                ("count_distinct", (account, "Si"), s_now, self._span(s_now, cfg.short_window)),
-                ("count_distinct", (account, "Li"), l_now, self._span(l_now, cfg.long_window)),
+                self._union((account, "Si"), s_now, cfg.short_window),
+                self._union((account, "Li"), l_now, cfg.long_window),
                 ("counts", (account, "Sm"), s_now, one),
                 ("counts", (account, "Sm"), s_now - cfg.short_window, one),
             ]

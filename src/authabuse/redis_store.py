@@ -274,8 +274,8 @@ class RedisStore:
         """:func:`redis_key` of one slice (see :meth:`_base`)."""
         return f"{self._base(key)}:{kind}:{slice_no}"
 
-    def _window_names(self, key: Key, kind: str, at: float, window: float) -> list[str]:
-        """Names of the slice keys a window covers."""
+    def _window_range(self, at: float, window: float) -> tuple[int, int]:
+        """First and last slice a window covers (validated; slice counts memoised)."""
         last = math.floor(self._check_time(at) / self._slice)
         try:
             n = self._nwin[window]
@@ -283,10 +283,26 @@ class RedisStore:
             n = len(self._slices(at, window))  # validates the window
             if len(self._nwin) < 1024:
                 self._nwin[window] = n
+        return last - n + 1, last
+
+    def _window_names(self, key: Key, kind: str, at: float, window: float) -> list[str]:
+        """Names of the slice keys a window covers."""
+        first, last = self._window_range(at, window)
         base = self._base(key)
-        if n == 1:
+        if first == last:
             return [f"{base}:{kind}:{last}"]
-        return [f"{base}:{kind}:{i}" for i in range(last - n + 1, last + 1)]
+        return [f"{base}:{kind}:{i}" for i in range(first, last + 1)]
+
+    def _hinted_names(
+        self, key: Key, at: float, window: float, times: Sequence[float]
+    ) -> list[str]:
+        """Names of the slices of ``times`` (all inside the window ending at ``at``)."""
+        first, last = self._window_range(at, window)
+        base = self._base(key)
+        nums = sorted({math.floor(self._check_time(t) / self._slice) for t in times})
+        if not nums or nums[0] < first or nums[-1] > last:
+            raise ValueError(f"times {times!r} are not inside the window ending at {at!r}")
+        return [f"{base}:d:{i}" for i in nums]
 
     @staticmethod
     def _check_time(at: float) -> float:
@@ -413,6 +429,8 @@ class RedisStore:
             return name, (base + ":m:0", f"{base}:c:{slice_no}", slice_no, field, amount)
         if name == "count_distinct" or name == "counts":  # noqa: PLR1714 - hot path
             key, at, window = op[1], op[2], op[3]
+            if len(op) > 4 and name == "count_distinct":  # only the slices of these times
+                return name, self._hinted_names(key, at, window, op[4])
             return name, self._window_names(
                 key, "d" if name == "count_distinct" else "c", at, window
             )

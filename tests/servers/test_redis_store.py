@@ -79,6 +79,46 @@ def test_native_redis_types_and_layout(
     r.close()
 
 
+def test_count_distinct_hint_reads_only_the_named_slices(
+    make_store: Callable[..., RedisStore], redis_server: RedisProcess
+) -> None:
+    # The store-backed detector writes a long bucket at its start time only: a window of
+    # two buckets is 2 written slices out of 25. The hint names them; the answer is the
+    # one over the whole window, and Redis is asked for those two keys alone.
+    store = make_store(slice_seconds=3600, retention=2 * 86_400)
+    key, day = ("alice@example.jp", "Li"), 86_400.0
+    start = (T0 // day) * day
+    store.add_distinct(key, [1, 2, 3], at=start - day)
+    store.add_distinct(key, [3, 4], at=start)
+    span = 25 * 3600.0
+    whole = ("count_distinct", key, start, span)
+    hinted = ("count_distinct", key, start, span, (start - day, start))
+    r = redis.Redis.from_url(redis_server.url)
+    before = r.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
+    r.config_set("slowlog-log-slower-than", 0)  # log every command with its arguments
+    try:
+        r.slowlog_reset()
+        assert store.batch([whole, hinted]) == [4, 4]
+        asked = [
+            len(e["command"].split()) - 1
+            for e in r.slowlog_get(128)
+            if e["command"].startswith(b"PFCOUNT")
+        ]
+    finally:
+        r.config_set("slowlog-log-slower-than", before)
+        r.close()
+    assert sorted(asked) == [2, 25]  # keys read: the hinted slices, the whole window
+    assert MemoryStore(slice_seconds=3600, retention=2 * 86_400).batch([hinted]) == [0]
+    with pytest.raises(ValueError, match="not inside the window"):
+        store.batch([("count_distinct", key, start, 3600.0, (start - day, start))])
+    # Redis down: the local fallback answers the same operation (ignoring the hint).
+    down = make_store(url="redis://127.0.0.1:1/0", slice_seconds=3600, retention=2 * 86_400)
+    down.add_distinct(key, [1, 2, 3], at=start - day)
+    down.add_distinct(key, [3, 4], at=start)
+    assert down.batch([hinted, whole]) == [4, 4]
+    assert down.status["degraded"]
+
+
 def test_keys_round_trip_awkward_elements(make_store: Callable[..., RedisStore]) -> None:
     store = make_store()
     keys = [("a:b{c}\\d", "x:y", 7), (3325256711, "accounts"), ("#5", "ip"), ("solo",)]

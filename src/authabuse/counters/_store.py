@@ -40,10 +40,16 @@ operation                                                  result
 ``("add_distinct", key, members, at)``                     ``None``
 ``("incr", key, field, amount, at)``                       ``None``
 ``("count_distinct", key, at, window)``                    ``int``
+``("count_distinct", key, at, window, times)``             ``int`` (a hint, below)
 ``("counts", key, at, window)``                            ``dict[str, int]``
 ``("put_record", key, fields, at, ttl, keep, remove)``     ``None`` (record stores)
 ``("get_record", key)``                                    ``dict[str, str]``
 ========================================================  =====================
+
+``times`` in a ``count_distinct`` is a hint: the window's members were all added at
+those times (its other slices hold nothing), so a store that reads slice by slice may
+read only theirs. Stores may ignore it (the answer is the same); the Redis store
+honours it.
 """
 
 
