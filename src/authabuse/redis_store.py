@@ -308,6 +308,8 @@ class RedisStore:
     def _check_time(at: float) -> float:
         if type(at) is float and at - at == 0.0:  # finite (inf - inf and nan are nan)
             return at
+        if type(at) is int:
+            return float(at)
         if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
             raise ValueError(f"at must be a finite POSIX time in seconds, not {at!r}")
         return float(at)
@@ -407,8 +409,14 @@ class RedisStore:
                 self._failed(exc)
         self._local.batch(ops)
 
-    def _plan(self, op: Op) -> tuple[str, Any]:
+    def _plan(self, op: Op) -> tuple[str, Any]:  # noqa: PLR0911 - one return per kind
         name = op[0]
+        if name == "counts":  # the most frequent: one slice of a bucket, read whole
+            key, at, window = op[1], op[2], op[3]
+            t = type(at)
+            if window == self._slice and (t is int or (t is float and at - at == 0.0)):
+                return name, [f"{self._base(key)}:c:{math.floor(at / self._slice)}"]
+            return name, self._window_names(key, "c", at, window)
         if name == "add_distinct":
             key, members, at = op[1], op[2], op[3]
             check_key(key)
@@ -424,16 +432,16 @@ class RedisStore:
                 raise TypeError(f"counted fields are str, not {type(field).__name__}")
             if type(amount) is not int:
                 raise TypeError("amount must be an int")
-            slice_no = math.floor(self._check_time(at) / self._slice)
+            if type(at) is not int and (type(at) is not float or at - at != 0.0):
+                at = self._check_time(at)
+            slice_no = math.floor(at / self._slice)
             base = self._base(key)
             return name, (base + ":m:0", f"{base}:c:{slice_no}", slice_no, field, amount)
-        if name == "count_distinct" or name == "counts":  # noqa: PLR1714 - hot path
+        if name == "count_distinct":
             key, at, window = op[1], op[2], op[3]
-            if len(op) > 4 and name == "count_distinct":  # only the slices of these times
+            if len(op) > 4:  # only the slices of these times
                 return name, self._hinted_names(key, at, window, op[4])
-            return name, self._window_names(
-                key, "d" if name == "count_distinct" else "c", at, window
-            )
+            return name, self._window_names(key, "d", at, window)
         if name == "put_record":
             key, fields, at, ttl, keep, remove = op[1], op[2], op[3], op[4], op[5], tuple(op[6])
             check_key(key)
