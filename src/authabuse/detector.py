@@ -34,7 +34,7 @@ import os
 import struct
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
@@ -507,7 +507,7 @@ def _shared(rec: _IPRec) -> bool:
 
     Such an address is not marked as a detected abuse's, so one false alarm cannot spread.
     """
-    return len(set(_d_members(rec.accts)) | set(_d_members(rec.prev))) >= 3
+    return _union_size(rec.accts, rec.prev, None) >= 3
 
 
 class _IPRec:
@@ -683,6 +683,7 @@ class Detector:
         self._cc_b = -1
         self._features = self._feature_table()
         self._rules = [(r, _compile(r.when)) for r in self.rules.rules]
+        self._meta: dict[int, tuple[tuple[Any, ...], bool, bool, bool]] = {}
         # A failed login does not show who holds the password: only rules about failed
         # logins judge it.
         self._fail_rules = [(r, c) for r, c in self._rules if r.when.reads & _FAILURE_FEATURES]
@@ -1454,10 +1455,28 @@ class Detector:
             features=view,
         )
 
+    def _rule_meta(self, rule: Any) -> tuple[tuple[Any, ...], bool, bool, bool]:
+        """Return what explaining ``rule`` needs that does not change: computed once."""
+        meta = self._meta.get(id(rule))
+        if meta is None:
+            reads = rule.when.reads
+            windows = {split_feature(n)[1] for n in reads}
+            short_label = self.config.labels[0]
+            is_short = short_label in windows or (None in windows and len(windows) == 1)
+            meta = (
+                tuple(rule.when.atoms()),
+                bool(is_short),
+                any(n.startswith("ip_accounts") for n in reads),
+                any(n.startswith("domain_flagged") for n in reads),
+            )
+            self._meta[id(rule)] = meta
+        return meta
+
     def _finding(self, rule: Any, view: _View) -> Finding:
         parts: list[str] = []
         limits: dict[str, Any] = {}
-        for atom in rule.when.atoms():
+        atoms, is_short, wants_ip, wants_domain = self._rule_meta(rule)
+        for atom in atoms:
             if isinstance(atom, Compare):
                 value = view[atom.feature]
                 parts.append(f"{atom.feature}={_fmt(value)} (limit {atom.op} {_fmt(atom.value)})")
@@ -1467,7 +1486,7 @@ class Detector:
                 limits[name] = bool(view[name])
         # Everything the explanation needs that later events could change is copied now;
         # the text itself is rendered only if someone reads it.
-        context = view.context(rule.when.reads)
+        context = view.context(is_short, wants_ip, wants_domain)
         ip, cc = view.ctx.ip, view.ctx.cc
 
         def render() -> tuple[str, dict[str, Any]]:
@@ -1618,20 +1637,16 @@ class _View(dict[str, Any]):
         self.geo[is_short] = out
         return out
 
-    def context(self, reads: Iterable[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        windows = {split_feature(n)[1] for n in reads}
-        short_label = self.det.config.labels[0]
-        is_short = short_label in windows or (None in windows and len(windows) == 1)
-        out["_short"] = bool(is_short)
-        self.snapshot(bool(is_short))
+    def context(self, is_short: bool, wants_ip: bool, wants_domain: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"_short": is_short}
+        self.snapshot(is_short)
         usual = self.usual
         if usual:
             out["usual"] = " ".join(k if isinstance(k, str) else _net_text(k) for k in usual[:8])
         rec = self.det._ips.get(self.ctx.member)
-        if rec is not None and any(n.startswith("ip_accounts") for n in reads):
+        if rec is not None and wants_ip:
             out["ip_accounts"] = sorted(_d_members(rec.accts))[:10]
-        if self.ctx.account and any(n.startswith("domain_flagged") for n in reads):
+        if self.ctx.account and wants_domain:
             dom = self.ctx.account.rpartition("@")[2].lower()
             flagged = self.det._domains.get(dom, {})
             out["domain_flagged"] = sorted(a for a in flagged if a != self.ctx.account)[:10]
@@ -1765,6 +1780,20 @@ def _f_ip_accounts(v: _View, s: bool) -> int:
         return 1 if account else 0
     cur = rec.accts if rec.b == v.ctx.lb else None
     prev = rec.prev if rec.b == v.ctx.lb else rec.accts if rec.b == v.ctx.lb - 1 else None
+    return _union_size(cur, prev, account)
+
+
+def _union_size(cur: Any, prev: Any, account: str | None) -> int:
+    """Count the distinct accounts of two per-address account sets plus ``account``.
+
+    An address usually serves one account: that case builds no set.
+    """
+    if (cur is None or isinstance(cur, str)) and (prev is None or isinstance(prev, str)):
+        return (
+            (cur is not None)
+            + (prev is not None and prev != cur)
+            + (account is not None and account not in (cur, prev))
+        )
     members = set(_d_members(cur)) | set(_d_members(prev))
     if account:
         members.add(account)

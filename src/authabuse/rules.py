@@ -1062,13 +1062,13 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
         Rule(
             "slow-spread",
             when=unusual
+            & ~F.country_common
+            & ~F.country_usual
+            & F.baseline_ready
             & (
                 (F.recent_new_countries >= 5)
                 | (F.recent_new_countries >= 3) & (f("rcpts_per_mail", lg) >= 3)
             )
-            & ~F.country_usual
-            & ~F.country_common
-            & F.baseline_ready
             & private,
             score=100,
             describe="new foreign countries accumulating over days",
