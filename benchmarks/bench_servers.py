@@ -1,11 +1,11 @@
 """Policy servers under load: requests/s and latency with the detector in the loop.
 
-Each server runs in its own process pinned to one core (CPU 0); the load comes from a
-separate process pinned to the other core (CPU 1), over many concurrent kept-alive
-connections, one outstanding request per connection (as Postfix's smtpd processes and
-Dovecot's HTTP client do). Latency is measured by the client, request written to reply
-complete. The server's own CPU time is read from /proc, so "per server CPU-second" is
-its capacity on one core even when the client is the bottleneck.
+Each server runs in its own process (one thread, one event loop: at most one core); the
+load comes from a separate process, over many concurrent kept-alive connections, one
+outstanding request per connection (as Postfix's smtpd processes and Dovecot's HTTP
+client do). Latency is measured by the client, request written to reply complete. The
+server's own CPU time is read from /proc, so "per server CPU-second" is its capacity on
+one core even when the client is the bottleneck.
 
 Peers in the same run: the recipe's style of stdlib policy servers
 (``socketserver.ThreadingTCPServer`` answering DUNNO, ``http.server`` answering status 0)
