@@ -78,7 +78,6 @@ from typing import TYPE_CHECKING, Any
 
 from authabuse.counters._store import Op, run_batch
 from authabuse.detector import (
-    _COMMON_MIN,
     _POPULAR,
     _V6_MARK,
     _Acct,
@@ -88,6 +87,8 @@ from authabuse.detector import (
     _learned,
     _merged_usual,
     _prefix_net,
+    _share_common,
+    _share_home,
     _shared,
     _Win,
 )
@@ -175,7 +176,7 @@ class _EventState:
         if pure:
             n += 1
             total += 1
-        return total < _COMMON_MIN or n * 20 >= total
+        return _share_common(n, total)
 
     def _country_home(self, cc: str | None, pure: bool) -> bool:
         if cc is None:
@@ -184,7 +185,7 @@ class _EventState:
         if pure:
             n += 1
             total += 1
-        return total >= _COMMON_MIN and n * 20 >= total
+        return _share_home(n, total)
 
 
 class _SWin(_Win):
@@ -825,7 +826,7 @@ class StoreState:
             base = 2 * len(places)
             for i, cc in enumerate(ccs):
                 n = res[base + 2 * i].get("n", 0) + res[base + 2 * i + 1].get("n", 0) // 2
-                common[cc] = total < _COMMON_MIN or n * 20 >= total
+                common[cc] = _share_common(n, total)
         out = []
         for i, (m, cc) in enumerate(places):
             served = {f for f in (*res[2 * i], *res[2 * i + 1]) if f.startswith("a:")}

@@ -302,6 +302,24 @@ _NET_CAP = 4096  # networks/IPs kept with counts per window; beyond, only the sk
 _IPM_CAP = 4096
 
 
+def _share_common(n: int, total: int) -> bool:
+    """Whether a country with ``n`` of ``total`` events counts as common (5 % share).
+
+    Until ``_COMMON_MIN`` events were seen, every country counts as common: an account
+    without a baseline then gets the benefit of the doubt.
+    """
+    return total < _COMMON_MIN or n * 20 >= total
+
+
+def _share_home(n: int, total: int) -> bool:
+    """Whether a country with ``n`` of ``total`` events is one of the provider's own.
+
+    Unlike :func:`_share_common` it is false until the shares mean anything: it decides
+    what is *not* counted as a new country, and must not hide them on a cold start.
+    """
+    return total >= _COMMON_MIN and n * 20 >= total
+
+
 class _Acct:
     """Everything the detector remembers about one account (kept compact)."""
 
@@ -1138,16 +1156,10 @@ class Detector:
         if pure:
             n += 1
             total += 1
-        # Until the detector has seen enough traffic, every country counts as common:
-        # an account without a baseline then gets the benefit of the doubt.
-        return total < _COMMON_MIN or n * 20 >= total
+        return _share_common(n, total)
 
     def _country_home(self, cc: str | None, pure: bool) -> bool:
-        """Whether ``cc`` is one of the provider's own countries (5 % of the traffic).
-
-        Unlike ``country_common`` it is false until the shares mean anything: it decides
-        what is *not* counted as a new country, and must not hide them on a cold start.
-        """
+        """Whether ``cc`` is one of the provider's own countries (see ``_share_home``)."""
         if cc is None:
             return False
         n = self._cc_counts.get(cc, 0)
@@ -1155,7 +1167,7 @@ class Detector:
         if pure:
             n += 1
             total += 1
-        return total >= _COMMON_MIN and n * 20 >= total
+        return _share_home(n, total)
 
     def _evict_ips(self) -> None:
         # Drop the oldest quarter (dicts keep insertion order; refreshed records move back).
