@@ -519,3 +519,14 @@ def test_hostile_and_unplaceable_inputs() -> None:
     v = det.process(sub(T0 + timedelta(seconds=20), "192.0.2.200", "a@example.jp"))
     assert v.country is None
     assert v.level == Level.OK
+
+
+def test_explanation_marks_conditions_that_did_not_hold() -> None:
+    """A rule fired by one side of an ``|``: the other side reads ``not``, not ``limit``."""
+    rules = RuleSet((Rule("either", when=(F.ips_1h >= 100) | (F.mails_1h >= 2), score=100),))
+    det = Detector(geo=None, rules=rules)
+    det.process(sub(T0, "192.0.2.1", "a@example.jp"))
+    v = det.process(sub(T0 + timedelta(seconds=5), "192.0.2.1", "a@example.jp"))
+    (finding,) = v.findings
+    assert "ips_1h=1 (not >= 100)" in finding.detail
+    assert "mails_1h=2 (limit >= 2)" in finding.detail

@@ -1491,7 +1491,10 @@ class Detector:
         for atom in atoms:
             if isinstance(atom, Compare):
                 value = view[atom.feature]
-                parts.append(f"{atom.feature}={_fmt(value)} (limit {atom.op} {_fmt(atom.value)})")
+                # A condition that does not hold (the other side of an ``|``, or one under
+                # ``~``) is shown as such, so no one reads it as a reason that was met.
+                held = "limit" if atom.evaluate(view) else "not"
+                parts.append(f"{atom.feature}={_fmt(value)} ({held} {atom.op} {_fmt(atom.value)})")
                 limits[atom.feature] = {"value": value, "op": atom.op, "limit": atom.value}
             else:
                 name = getattr(atom, "feature", "")
