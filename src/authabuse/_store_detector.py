@@ -170,22 +170,10 @@ class _EventState:
         return self._dom_n + (1 if pending and not self._dom_known else 0)
 
     def _country_common(self, cc: str | None, pure: bool) -> bool:
-        if cc is None:
-            return False
-        n, total = self._cc_common
-        if pure:
-            n += 1
-            total += 1
-        return _share_common(n, total)
+        return cc is not None and _share_common(*self._cc_common, pure)
 
     def _country_home(self, cc: str | None, pure: bool) -> bool:
-        if cc is None:
-            return False
-        n, total = self._cc_common
-        if pure:
-            n += 1
-            total += 1
-        return _share_home(n, total)
+        return cc is not None and _share_home(*self._cc_common, pure)
 
 
 class _SWin(_Win):

@@ -302,21 +302,28 @@ _NET_CAP = 4096  # networks/IPs kept with counts per window; beyond, only the sk
 _IPM_CAP = 4096
 
 
-def _share_common(n: int, total: int) -> bool:
+def _share_common(n: int, total: int, pure: bool = False) -> bool:
     """Whether a country with ``n`` of ``total`` events counts as common (5 % share).
 
+    ``pure``: the event being judged is not recorded yet and is counted in here.
     Until ``_COMMON_MIN`` events were seen, every country counts as common: an account
     without a baseline then gets the benefit of the doubt.
     """
+    if pure:
+        n += 1
+        total += 1
     return total < _COMMON_MIN or n * 20 >= total
 
 
-def _share_home(n: int, total: int) -> bool:
+def _share_home(n: int, total: int, pure: bool = False) -> bool:
     """Whether a country with ``n`` of ``total`` events is one of the provider's own.
 
     Unlike :func:`_share_common` it is false until the shares mean anything: it decides
     what is *not* counted as a new country, and must not hide them on a cold start.
     """
+    if pure:
+        n += 1
+        total += 1
     return total >= _COMMON_MIN and n * 20 >= total
 
 
@@ -1149,25 +1156,11 @@ class Detector:
         return _d_len(known)
 
     def _country_common(self, cc: str | None, pure: bool) -> bool:
-        if cc is None:
-            return False
-        n = self._cc_counts.get(cc, 0)
-        total = self._cc_total
-        if pure:
-            n += 1
-            total += 1
-        return _share_common(n, total)
+        return cc is not None and _share_common(self._cc_counts.get(cc, 0), self._cc_total, pure)
 
     def _country_home(self, cc: str | None, pure: bool) -> bool:
         """Whether ``cc`` is one of the provider's own countries (see ``_share_home``)."""
-        if cc is None:
-            return False
-        n = self._cc_counts.get(cc, 0)
-        total = self._cc_total
-        if pure:
-            n += 1
-            total += 1
-        return _share_home(n, total)
+        return cc is not None and _share_home(self._cc_counts.get(cc, 0), self._cc_total, pure)
 
     def _evict_ips(self) -> None:
         # Drop the oldest quarter (dicts keep insertion order; refreshed records move back).
