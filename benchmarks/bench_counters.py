@@ -103,12 +103,7 @@ def impls() -> list[Impl]:
 
 def cpu_median(func: Callable[[], object], repeat: int) -> float:
     """Median CPU seconds of this process over ``repeat`` runs of ``func``."""
-    times = []
-    for _ in range(repeat):
-        start = time.process_time()
-        func()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
+    return median_time(func, repeat=repeat, clock=time.process_time)
 
 
 def per_call(func: Callable[[], object], calls: int) -> float:
