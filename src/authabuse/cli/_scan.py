@@ -160,7 +160,8 @@ def _table(out: TextIO, flagged: list[tuple[str, AccountSummary]]) -> None:
 def _footer(stats: Any, detector: Any, accounts: int, flagged: int) -> str:
     d = detector.stats
     parts = [
-        f"{stats.lines} lines, {d.events} events, {accounts} accounts, {flagged} reported",
+        f"{stats.lines} lines, {sum(stats.events.values())} events ({d.events} judged), "
+        f"{accounts} accounts, {flagged} reported",
     ]
     skipped = {
         "malformed lines": stats.malformed,
