@@ -71,10 +71,10 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from authabuse.counters._store import Op, run_batch
 from authabuse.detector import (
@@ -103,6 +103,23 @@ __all__ = ["StoreState"]
 log = logging.getLogger("authabuse.detector")
 
 _SUB, _AUTH_OK, _AUTH_FAIL = 0, 1, 2
+_T = TypeVar("_T")
+
+
+class _Post:
+    """A step's writes whose results nobody reads: sent without waiting where possible."""
+
+    __slots__ = ("ops",)
+
+    def __init__(self, ops: list[Op]) -> None:
+        self.ops = ops
+
+
+# An event's store I/O as a generator: it yields a list of operations (a batch whose
+# results it is sent back) or a _Post (writes, sent back None), and returns its result.
+# StoreState._drive runs it on the store in this thread; authabuse._store_loop runs it
+# on an asyncio loop without blocking (the detector's logic is written once).
+_Steps: TypeAlias = Generator[Any, Any, _T]
 _DOMAIN_FLAGGED_CAP = 1024
 _MARK_CAP = 512  # addresses of one abuse marked at its first verdict, at most
 
@@ -284,6 +301,7 @@ class StoreState:
                 type(store).__name__,
             )
         self._split = self._records is not store
+        self._runner: Any = None  # a LoopRunner while it runs this detector's events
         self._rec_ttl = float(cfg.idle_ttl) if cfg.idle_ttl > 0 else float(cfg.long_window)
         self.flagged_accounts = 0
         # Recipient domains cost two sketches per message: kept only when a rule reads them.
@@ -311,6 +329,30 @@ class StoreState:
         for i in rec_idx:
             out[i] = run_batch(self._records, [ops[i]])[0]
         return out
+
+    def _drive(self, steps: _Steps[Any], account: str | None, *, writes: bool = True) -> Any:
+        """Run an event's step generator and return its result.
+
+        In this thread, each batch with :meth:`_run` and each :class:`_Post` with
+        :meth:`_send`. While a loop runner is attached (``self._runner``, set by
+        :class:`authabuse._store_loop.LoopRunner` around its calls), the runner takes the
+        generator instead and may return a :class:`~authabuse._store_loop.Pending` result
+        (``writes``: whether the steps write, which orders them after the account's
+        earlier events; see that module).
+        """
+        runner = self._runner
+        if runner is not None:
+            return runner.start(steps, account, writes=writes)
+        try:
+            step = next(steps)
+            while True:
+                if type(step) is _Post:
+                    self._send(step.ops)
+                    step = steps.send(None)
+                else:
+                    step = steps.send(self._run(step))
+        except StopIteration as stop:
+            return stop.value
 
     def _send(self, ops: list[Op]) -> None:
         """Run writes whose results nobody reads: without waiting where the store can."""
@@ -485,10 +527,12 @@ class StoreState:
 
     # ------------------------------------------------------------------ learning
 
-    def _roll(self, ctx: _Ctx, acct: _Acct, read: _Read) -> dict[str, str] | None:
+    def _roll(self, ctx: _Ctx, acct: _Acct, read: _Read) -> _Steps[dict[str, str] | None]:
         """Learn from the account's finished long bucket, as the compact detector does.
 
         Returns the record fields that change (``None`` when no day boundary passed).
+        A step generator (see :meth:`_drive`): an account idle for more than a long
+        window reads its last bucket first.
         """
         rec = read.rec
         if not rec:
@@ -500,12 +544,10 @@ class StoreState:
             counts, n_ips = read.long_prev, read.long_prev_ips
         else:  # idle for more than a day: read that bucket (rare)
             at = done_lb * self.det.config.long_window
-            counts, n_ips = self._run(
-                [
-                    ("counts", (ctx.account, "L"), at, self._slice),
-                    ("count_distinct", (ctx.account, "Li"), at, self._slice),
-                ]
-            )
+            counts, n_ips = yield [
+                ("counts", (ctx.account, "L"), at, self._slice),
+                ("count_distinct", (ctx.account, "Li"), at, self._slice),
+            ]
         flagged = int(rec.get("flagb", -1)) == done_lb and int(rec.get("flag", 0)) > 0
         # A flagged day teaches nothing but puts its new keys on probation.
         w = _window({}, counts)
@@ -555,27 +597,39 @@ class StoreState:
 
     def check(self, ctx: _Ctx) -> Verdict:
         """Return the verdict of ``ctx`` without writing anything."""
+        return self._drive(self._check_steps(ctx), ctx.account, writes=False)  # type: ignore[no-any-return]  # a Verdict (or a Pending one, on a loop)
+
+    def _check_steps(self, ctx: _Ctx) -> _Steps[Verdict]:
         ops = self._read_ops(ctx, pre=[], recorded=False)
-        read = self._materialise(ctx, self._run(ops), recorded=False)
+        read = self._materialise(ctx, (yield ops), recorded=False)
         if read.acct is not None:
-            self._roll(ctx, read.acct, read)
+            yield from self._roll(ctx, read.acct, read)
         return self.det._verdict(ctx, read.acct, pure=True, state=read.state)
 
     def process(self, ctx: _Ctx, event: Any, *, want_verdict: bool) -> Verdict | None:
         """Record ``ctx`` in the store and return its verdict (``None`` unless wanted)."""
         det = self.det
         if ctx.account is None:
-            self._send(self._ip_writes(ctx))
             det.stats.no_account += 1
-            return det._ok(event, ctx) if want_verdict else None
+            ok = det._ok(event, ctx) if want_verdict else None
+            return self._drive(self._post_steps(self._ip_writes(ctx), ok), None)  # type: ignore[no-any-return]  # as check
+        return self._drive(self._process_steps(ctx, want_verdict), ctx.account)  # type: ignore[no-any-return]  # as check
+
+    @staticmethod
+    def _post_steps(ops: list[Op], result: Verdict | None) -> _Steps[Verdict | None]:
+        yield _Post(ops)
+        return result
+
+    def _process_steps(self, ctx: _Ctx, want_verdict: bool) -> _Steps[Verdict | None]:
+        det = self.det
         pre = self._distinct_writes(ctx)
-        res = self._run(self._read_ops(ctx, pre=pre, recorded=True))[len(pre) :]
+        res = (yield self._read_ops(ctx, pre=pre, recorded=True))[len(pre) :]
         read = self._materialise(ctx, res, recorded=True)
         acct = read.acct
         if acct is None:
             acct = _Acct(ctx.t)
             acct.sb, acct.lb = ctx.sb, ctx.lb
-        rolled = self._roll(ctx, acct, read)
+        rolled = yield from self._roll(ctx, acct, read)
         verdict: Verdict | None = None
         if want_verdict or det._rules:
             verdict = det._verdict(ctx, read.acct and acct, pure=True, state=read.state)
@@ -586,8 +640,8 @@ class StoreState:
         )
         ops += self._account_writes(ctx, acct, read.rec, rolled, popular)
         if verdict is not None and verdict.level > Level.OK:
-            ops += self._flag_writes(ctx, acct, verdict, read.state)
-        self._send(ops)
+            ops += yield from self._flag_writes(ctx, acct, verdict, read.state)
+        yield _Post(ops)
         return verdict if want_verdict else None
 
     def mark_benign(self, account: str) -> None:
@@ -766,7 +820,7 @@ class StoreState:
                 )
         return ops
 
-    def _abuse_ips(self, ctx: _Ctx, acct: _Acct) -> list[int]:
+    def _abuse_ips(self, ctx: _Ctx, acct: _Acct) -> _Steps[list[int]]:
         """Return the abuse's addresses so far, as ``Detector._mark_abuse_ips`` finds them.
 
         Those that sent the account's mail in the short window from networks it does not
@@ -779,9 +833,10 @@ class StoreState:
         cfg = self.det.config
         sw, lw, one = cfg.short_window, cfg.long_window, self._slice
         s_now, l_now = ctx.sb * sw, ctx.lb * lw
-        cur, prev = self._run(
-            [("counts", (a, "Sm"), s_now, one), ("counts", (a, "Sm"), s_now - sw, one)]
-        )
+        cur, prev = yield [
+            ("counts", (a, "Sm"), s_now, one),
+            ("counts", (a, "Sm"), s_now - sw, one),
+        ]
         known = set(acct.known_ips)
         members = sorted({int(k) for k in (*cur, *prev)} - known - {ctx.member})[:_MARK_CAP]
         places = []
@@ -807,7 +862,7 @@ class StoreState:
                 ("counts", ("~cc", "t"), l_now, one),
                 ("counts", ("~cc", "t"), l_now - lw, one),
             ]
-        res = self._run(reads)
+        res = yield reads
         common: dict[str, bool] = {}
         if ccs:
             total = res[-2].get("n", 0) + res[-1].get("n", 0) // 2
@@ -825,7 +880,9 @@ class StoreState:
             out.append(m)
         return out
 
-    def _flag_writes(self, ctx: _Ctx, acct: _Acct, v: Verdict, state: _EventState) -> list[Op]:
+    def _flag_writes(
+        self, ctx: _Ctx, acct: _Acct, v: Verdict, state: _EventState
+    ) -> _Steps[list[Op]]:
         """Return what ``_flagged`` changes: the account's flag, the address, the domain."""
         a = ctx.account
         assert a is not None  # noqa: S101 - callers check
@@ -850,7 +907,7 @@ class StoreState:
             until = t + cfg.abuse_ip_ttl
             marked = [] if iprec is not None and _shared(iprec) else [ctx.member]
             if first_abuse:  # the abuse so far: the short window's other addresses
-                marked += self._abuse_ips(ctx, acct)
+                marked += yield from self._abuse_ips(ctx, acct)
             ops += [
                 (
                     "put_record",

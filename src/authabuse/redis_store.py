@@ -32,11 +32,13 @@ local (it is not copied into Redis).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -167,6 +169,8 @@ class RedisStore:
         self.status: dict[str, Any] = {"degraded": False, "fallbacks": 0, "errors": 0}
         # (slice index key, slice) -> monotonic time until which it needs no SADD again
         self._indexed: dict[tuple[str, int], float] = {}
+        # slice key -> monotonic time until which it needs no EXPIRE again (see _encode)
+        self._expiring: dict[str, float] = {}
         self._index_refresh = min(60.0, self._slice / 4)
         self._raw = False  # plain redis.Redis and hiredis: batches sent raw (see _send)
         try:
@@ -178,6 +182,15 @@ class RedisStore:
         self._bases: dict[Key, str] = {}  # key -> its Redis name without ":kind:slice"
         self._nwin: dict[float, int] = {}  # window (s) -> slices it covers
         self._tls = threading.local()  # this thread's raw connection and unread replies
+        self._socket_timeout = socket_timeout
+        self._link: _LoopLink | None = None  # the connection on an asyncio loop (bind_loop)
+        self._bound: asyncio.AbstractEventLoop | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._retry_timer: asyncio.TimerHandle | None = None
+        # While the loop link hands replies to their waiters (dispatching), and what to
+        # call after it has then written what they submitted (see LoopRunner).
+        self.dispatching = False
+        self.after_dispatch: Callable[[], None] | None = None
 
     # ---------------------------------------------------------------- protocol properties
 
@@ -217,6 +230,7 @@ class RedisStore:
     def _failed(self, exc: BaseException) -> None:
         self.status["errors"] += 1
         self._indexed.clear()  # Redis may come back empty: index every slice again
+        self._expiring.clear()
         if not self._degraded:
             self._degraded = True
             self.status["degraded"] = True
@@ -453,15 +467,29 @@ class RedisStore:
             return name, self._name(op[1], "r", 0)
         raise ValueError(f"unknown store operation {name!r}")
 
-    def _run_plan(  # noqa: PLR0912, PLR0915 - one flat loop per operation kind, for speed
-        self, plan: list[tuple[str, Any]], *, wait: bool
-    ) -> list[Any]:
+    def _run_plan(self, plan: list[tuple[str, Any]], *, wait: bool) -> list[Any]:
+        commands, shape = self._encode(plan)
+        if not wait:
+            self._send(commands, wait=False)
+            return []
+        return self._decode(shape, self._send(commands, wait=True))
+
+    def _encode(  # noqa: PLR0912, PLR0915 - one flat loop per operation kind, for speed
+        self, plan: list[tuple[str, Any]]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[str, int]]]:
+        """Return the Redis commands of a plan and its shape (operation, replies it takes)."""
         commands: list[tuple[Any, ...]] = []
         cmd = commands.append
         shape: list[tuple[str, int]] = []  # (operation, replies it takes)
         expire: dict[str, int] = {}
         index: dict[str, set[int]] = {}
         ttl = self._ttl
+        # A slice key's EXPIRE is sent at its first write and then at most once per
+        # refresh interval (not with every write): its time to live (retention plus a
+        # slice) only needs to start after the slice's last writes, within that slack.
+        now = time.monotonic()
+        expiring = self._expiring
+        slice_exp: set[str] = set()
         for name, arg in plan:
             if name == "add_distinct":
                 ikey, dkey, slice_no, encoded = arg
@@ -469,13 +497,15 @@ class RedisStore:
                     shape.append((name, 0))
                     continue
                 cmd(("PFADD", dkey, *encoded))
-                expire[dkey] = ttl
+                if expiring.get(dkey, 0.0) <= now:
+                    slice_exp.add(dkey)
                 index.setdefault(ikey, set()).add(slice_no)
                 shape.append((name, 1))
             elif name == "incr":
                 ikey, ckey, slice_no, field, amount = arg
                 cmd(("HINCRBY", ckey, field, amount))
-                expire[ckey] = ttl
+                if expiring.get(ckey, 0.0) <= now:
+                    slice_exp.add(ckey)
                 index.setdefault(ikey, set()).add(slice_no)
                 shape.append((name, 1))
             elif name == "count_distinct":
@@ -503,11 +533,17 @@ class RedisStore:
             else:  # get_record
                 cmd(("HGETALL", arg))
                 shape.append((name, 1))
-        now = time.monotonic()
+        if slice_exp:
+            if len(expiring) > 200_000:
+                expiring.clear()
+            until = now + self._index_refresh
+            for k in slice_exp:
+                expiring[k] = until
+                cmd(("EXPIRE", k, ttl))
         indexed = self._indexed
         for ikey, slices in index.items():
-            # A slice index needs refreshing only now and then: it only helps forget()
-            # and keys() find the data keys (which get their own EXPIRE every write).
+            # A slice index needs refreshing only now and then too: it only helps
+            # forget() and keys() find the data keys.
             fresh = [i for i in slices if indexed.get((ikey, i), -math.inf) > now]
             if len(fresh) == len(slices):
                 continue
@@ -519,10 +555,10 @@ class RedisStore:
             expire[ikey] = ttl
         for k, seconds in expire.items():
             cmd(("EXPIRE", k, seconds))
-        if not wait:
-            self._send(commands, wait=False)
-            return []
-        replies = self._send(commands, wait=True)
+        return commands, shape
+
+    def _decode(self, shape: list[tuple[str, int]], replies: list[Any]) -> list[Any]:
+        """Return the operations' results from their commands' replies."""
         out: list[Any] = []
         pos = 0
         for name, n in shape:
@@ -607,6 +643,171 @@ class RedisStore:
             conn.disconnect()
             self._r.connection_pool.release(conn)
 
+    # ---------------------------------------------------------------- on an asyncio loop
+
+    async def bind_loop(self) -> bool:
+        """Give this store a connection on the running asyncio loop (for a policy server).
+
+        Afterwards :meth:`submit` and :meth:`post` write their commands on it without
+        blocking: what every callback of one loop iteration submits goes out in one
+        write, and the replies are parsed as they arrive. Returns ``False`` (nothing
+        bound; use the blocking calls) for clients this does not cover: Redis Cluster,
+        TLS, a client object of another kind, or no hiredis. Redis being down is not a
+        reason: the store falls back to local state and reconnects in the background.
+
+        >>> import asyncio
+        >>> async def demo():
+        ...     store = RedisStore("redis://127.0.0.1:1/0", retry_interval=60)
+        ...     bound = await store.bind_loop()
+        ...     got = []
+        ...     now = store.submit([("count_distinct", ("a", "ip"), 1e9, 60)], got.append)
+        ...     await store.unbind_loop()
+        ...     return bound, now, store.degraded
+        >>> asyncio.run(demo())  # nobody there: answered at once, by the local fallback
+        (True, [0], True)
+        """
+        if not self._raw or self._bound is not None:
+            return self._bound is not None
+        import redis
+
+        pool = self._r.connection_pool
+        if issubclass(pool.connection_class, redis.SSLConnection):
+            return False
+        self._bound = asyncio.get_running_loop()
+        await self._connect_link()
+        return True
+
+    async def unbind_loop(self) -> None:
+        """Wait (at most ``socket_timeout``) for what is in flight, then close the link."""
+        link, self._link = self._link, None
+        task, self._connecting = self._connecting, None
+        self._bound = None
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        if task is not None:
+            task.cancel()
+        if link is not None:
+            await link.drain(self._socket_timeout)
+            link.close()
+
+    async def _connect_link(self) -> None:
+        """Open the loop connection (authenticate, select the database, PING)."""
+        loop = asyncio.get_running_loop()
+        kw = self._r.connection_pool.connection_kwargs
+        hello: list[tuple[Any, ...]] = []
+        if kw.get("password"):
+            user = kw.get("username")
+            hello.append(("AUTH", user, kw["password"]) if user else ("AUTH", kw["password"]))
+        if kw.get("db"):
+            hello.append(("SELECT", kw["db"]))
+        hello.append(("PING",))
+        link = _LoopLink(self, loop)
+        try:
+            async with asyncio.timeout(self._socket_timeout):
+                if kw.get("path"):
+                    await loop.create_unix_connection(lambda: link, kw["path"])
+                else:
+                    await loop.create_connection(
+                        lambda: link, kw.get("host", "localhost"), kw.get("port", 6379)
+                    )
+                replies = await link.request(hello)
+            if isinstance(replies, BaseException):
+                raise ConnectionError(f"Redis failed: {replies}")
+            for reply in replies:
+                if isinstance(reply, _hiredis.ReplyError):
+                    raise ConnectionError(f"Redis refused {reply}")
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            if not link.dead:  # (a link that failed has said so itself)
+                link.close()
+                self._failed(exc)
+            self._schedule_retry()
+            return
+        if self._bound is not loop:  # unbound meanwhile
+            link.close()
+            return
+        self._link = link
+        if self._degraded:
+            self._degraded = False
+            self.status["degraded"] = False
+            log.warning("Redis at %s is reachable again: shared counters in use", self.url)
+
+    def _link_lost(self, link: _LoopLink, exc: BaseException) -> None:
+        if self._link is link:
+            self._link = None
+        self._failed(exc)
+        self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        """Reconnect in the background once ``retry_interval`` has passed, traffic or not."""
+        loop = self._bound
+        if loop is None:
+            return
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        delay = max(0.0, self._retry_at - time.monotonic()) + 0.001
+        self._retry_timer = loop.call_later(delay, self._reconnect_soon)
+
+    def _reconnect_soon(self) -> None:
+        loop = self._bound
+        if loop is None or (self._connecting is not None and not self._connecting.done()):
+            return
+        if time.monotonic() < self._retry_at:
+            return
+        self._retry_at = time.monotonic() + self.retry_interval
+        self._connecting = loop.create_task(self._connect_link())
+
+    def submit(
+        self, ops: Sequence[Op], done: Callable[[Any, Any], None], arg: Any = None
+    ) -> list[Any] | None:
+        """Run ``ops`` like :meth:`batch`, without blocking the loop (see :meth:`bind_loop`).
+
+        Returns the results at once when they are known at once (the store is not bound
+        to a loop, or Redis is down and the local fallback answers); otherwise returns
+        ``None`` and later calls ``done(arg, results)``. If Redis fails meanwhile, the
+        operations run on the local fallback and ``done`` gets those results. Commands
+        of one store reach Redis in the order they were submitted or posted.
+        """
+        link = self._link
+        if link is None:
+            if self._bound is not None:
+                self._reconnect_soon()
+                ops = list(ops)
+                for op in ops:
+                    self._plan(op)  # validated as batch() would
+                return self._local.batch(ops)
+            return self.batch(ops)
+        ops = list(ops)
+        plan = [self._plan(op) for op in ops]
+        if not ops:
+            return []
+        commands, shape = self._encode(plan)
+        link.push(ops, commands, shape, done, arg)
+        return None
+
+    def post(self, ops: Sequence[Op]) -> None:
+        """:meth:`send` without blocking the loop: written with this loop iteration's batch.
+
+        If Redis fails before it acknowledges them, the writes are replayed on the local
+        fallback.
+        """
+        link = self._link
+        if link is None:
+            if self._bound is not None:
+                self._reconnect_soon()
+                ops = list(ops)
+                for op in ops:
+                    self._plan(op)
+                self._local.batch(ops)
+                return
+            self.send(ops)
+            return
+        ops = list(ops)
+        plan = [self._plan(op) for op in ops]
+        if ops:
+            commands, _ = self._encode(plan)
+            link.push(ops, commands, None, None, None)
+
     def forget(self, key: Key) -> None:
         """Remove everything held for ``key`` (in Redis and in the local fallback)."""
         check_key(key)
@@ -661,6 +862,13 @@ class RedisStore:
 
     def close(self) -> None:
         """Read what :meth:`send` left unread, then close the connection pool."""
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        self._bound = None
         if getattr(self._tls, "pending", 0):
             try:
                 self._send([("PING",)], wait=True)
@@ -670,6 +878,226 @@ class RedisStore:
         close = getattr(self._r, "close", None)
         if close is not None:
             close()
+
+
+class _Waiter:
+    """Replies expected on the loop link for one submitted or posted list of operations."""
+
+    __slots__ = ("arg", "commands", "done", "n", "ops", "replies", "sent", "shape")
+
+    def __init__(  # noqa: PLR0917 - built in two places, positionally, per batch
+        self,
+        ops: list[Op],
+        commands: list[tuple[Any, ...]],
+        shape: list[tuple[str, int]] | None,
+        done: Callable[[Any, Any], None] | None,
+        arg: Any,
+        sent: float,
+    ) -> None:
+        self.ops, self.commands, self.shape, self.done, self.arg = ops, commands, shape, done, arg
+        self.n = len(commands)
+        self.replies: list[Any] = []
+        self.sent = sent
+
+
+class _LoopLink(asyncio.Protocol):
+    """A :class:`RedisStore`'s connection on an asyncio loop: nothing here blocks.
+
+    Commands are packed by hiredis and appended to an output buffer written once per
+    loop iteration (``call_soon``); replies are parsed by a hiredis reader as they
+    arrive and handed, in order, to the waiter that sent them. A waiter that has had no
+    answer within the store's ``socket_timeout``, a lost connection or an error reply
+    to a read fails the link: every waiter's operations (reads and unacknowledged
+    writes alike) then run on the local fallback, in the order they were sent, and the
+    store is degraded until a background reconnection succeeds.
+    """
+
+    def __init__(self, store: RedisStore, loop: asyncio.AbstractEventLoop) -> None:
+        self.store = store
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.reader = _hiredis.Reader(encoding="utf-8", errors="surrogateescape")
+        self.waiting: deque[_Waiter] = deque()
+        self.out: list[bytes] = []
+        self.flush_soon = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.dead = False
+        self.idle: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
+        if self.out and not self.flush_soon:
+            self.flush_soon = True
+            self.loop.call_soon(self._flush)
+
+    def data_received(self, data: bytes) -> None:
+        store = self.store
+        store.dispatching = True
+        try:
+            self._dispatch(data)
+        finally:
+            store.dispatching = False
+        self._flush()  # what the resumed events submitted and posted, in one write
+        if store.after_dispatch is not None:
+            store.after_dispatch()
+
+    def _dispatch(self, data: bytes) -> None:
+        reader = self.reader
+        waiting = self.waiting
+        try:
+            reader.feed(data)
+            reply = reader.gets()
+            while reply is not False:
+                w = waiting[0]
+                w.replies.append(reply)
+                if len(w.replies) == w.n:
+                    if w.shape is not None and any(
+                        isinstance(r, _hiredis.ReplyError) for r in w.replies
+                    ):
+                        import redis
+
+                        bad = next(r for r in w.replies if isinstance(r, _hiredis.ReplyError))
+                        self.fail(redis.ResponseError(str(bad)))
+                        return
+                    waiting.popleft()
+                    self._complete(w)
+                reply = reader.gets()
+        except _hiredis.ProtocolError as exc:
+            self.fail(ConnectionError(f"bad reply from Redis: {exc}"))
+            return
+        except IndexError:  # a reply nobody waits for: the stream is out of step
+            self.fail(ConnectionError("unexpected reply from Redis"))
+            return
+        if not waiting:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            if self.idle is not None and not self.idle.done():
+                self.idle.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if not self.dead:
+            self.fail(exc or ConnectionError("Redis closed the connection"))
+
+    # -- used by the store
+
+    def push(
+        self,
+        ops: list[Op],
+        commands: list[tuple[Any, ...]],
+        shape: list[tuple[str, int]] | None,
+        done: Callable[[Any, Any], None] | None,
+        arg: Any,
+    ) -> None:
+        now = time.monotonic()
+        self.waiting.append(_Waiter(ops, commands, shape, done, arg, now))
+        pack = _hiredis.pack_command
+        self.out += [pack(c) for c in commands]
+        if not self.flush_soon:
+            self.flush_soon = True
+            self.loop.call_soon(self._flush)
+        if self.timer is None:
+            self.timer = self.loop.call_later(self.store._socket_timeout, self._check_timeout)
+
+    async def request(self, commands: list[tuple[Any, ...]]) -> Any:
+        """Send ``commands``; return their raw replies, or the exception that failed the link."""
+        fut: asyncio.Future[Any] = self.loop.create_future()
+
+        def done(_arg: Any, replies: Any) -> None:
+            if not fut.done():
+                fut.set_result(replies)
+
+        w = _Waiter([], commands, None, done, None, time.monotonic())
+        self.waiting.append(w)
+        self.out += [_hiredis.pack_command(c) for c in commands]
+        if self.transport is not None:
+            self._flush()
+        return await fut
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until every waiter has its replies (or ``timeout`` seconds)."""
+        if self.dead or not self.waiting:
+            return
+        self.idle = self.loop.create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.idle
+        except TimeoutError:
+            self.fail(TimeoutError("Redis did not answer before the server stopped"))
+
+    def close(self) -> None:
+        self.dead = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.transport is not None:
+            self.transport.abort()
+            self.transport = None
+
+    def fail(self, exc: BaseException) -> None:
+        """Give up the connection; run everything still unanswered on the local fallback."""
+        if self.dead:
+            return
+        self.close()
+        store = self.store
+        store._link_lost(self, exc)
+        pending = list(self.waiting)
+        self.waiting.clear()
+        self.out.clear()
+        local = store._local
+        for w in pending:
+            if w.shape is None and w.done is None:  # posted writes: replayed locally
+                local.batch(w.ops)
+                continue
+            try:
+                result: Any = local.batch(w.ops) if w.shape is not None else exc
+            except Exception as err:  # handed to the waiter, which decides
+                result = err
+            if w.done is not None:
+                w.done(w.arg, result)
+        if self.idle is not None and not self.idle.done():
+            self.idle.set_result(None)
+
+    # -- internals
+
+    def _complete(self, w: _Waiter) -> None:
+        if w.shape is None:
+            if w.done is not None:  # a handshake
+                w.done(w.arg, w.replies)
+                return
+            late = [r for r in w.replies if isinstance(r, _hiredis.ReplyError)]
+            if late:
+                self.store.status["errors"] += len(late)
+                log.warning("Redis refused %d sent write(s): %s", len(late), late[0])
+            return
+        assert w.done is not None  # noqa: S101 - a read always has a callback
+        try:
+            result: Any = self.store._decode(w.shape, w.replies)
+        except Exception as exc:  # handed to the waiter, which decides
+            result = exc
+        w.done(w.arg, result)
+
+    def _flush(self) -> None:
+        self.flush_soon = False
+        if self.transport is None or not self.out:
+            return
+        data = b"".join(self.out)
+        self.out.clear()
+        self.transport.write(data)
+
+    def _check_timeout(self) -> None:
+        self.timer = None
+        if not self.waiting or self.dead:
+            return
+        timeout = self.store._socket_timeout
+        age = time.monotonic() - self.waiting[0].sent
+        if age >= timeout:
+            self.fail(TimeoutError(f"no answer from Redis in {timeout:g} s"))
+        else:
+            self.timer = self.loop.call_later(timeout - age, self._check_timeout)
 
 
 def _read_replies(sock: Any, want: int) -> list[Any]:

@@ -11,13 +11,15 @@ import logging
 import re
 import socket
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
+from authabuse._store_loop import Pending
 from authabuse.errors import InvalidEventError
 from authabuse.events import Submission, parse_ip
-from authabuse.servers._base import Connection, Limits, ServerBase
+from authabuse.servers._base import Connection, Limits, ListenAddress, ServerBase
 from authabuse.servers._decision import Decider, PostfixAnswers, level_name
 from authabuse.servers._metrics import Metrics
 
@@ -47,6 +49,9 @@ class _Pending:
 
 class _PostfixConnection(Connection):
     server: PostfixPolicyServer
+    # Answers not written yet because an earlier one is still being decided (bytes, or
+    # the Future of bytes): a connection's answers go out in its requests' order.
+    queue: deque[Any] | None = None
 
     def data_received(self, data: bytes) -> None:
         if self.transport is None:
@@ -58,7 +63,7 @@ class _PostfixConnection(Connection):
             data = data.replace(b"\r\n", b"\n")
         buf += data
         server = self.server
-        replies: list[bytes] = []
+        replies: list[Any] = []
         start = 0
         while True:
             end = buf.find(b"\n\n", start)
@@ -80,7 +85,44 @@ class _PostfixConnection(Connection):
             return
         self.request_started = (self.request_started or now) if buf else None
         if replies and self.transport is not None:
+            self._write(replies)
+
+    def _write(self, replies: list[Any]) -> None:
+        """Write the answers (bytes, or Futures of bytes) in order, as they are decided."""
+        assert self.transport is not None  # noqa: S101 - the caller checked
+        if self.queue is None and all(type(r) is bytes for r in replies):
             self.transport.write(b"".join(replies))
+            return
+        if self.queue is None:
+            self.queue = deque()
+        for r in replies:
+            self.queue.append(r)
+            if type(r) is not bytes:
+                r.add_done_callback(self._answered)
+        self._write_ready()
+
+    def _answered(self, fut: Pending) -> None:
+        self._write_ready()
+
+    def _write_ready(self) -> None:
+        """Write the answers at the head of the queue that are decided."""
+        queue = self.queue
+        if queue is None:
+            return
+        out: list[bytes] = []
+        while queue:
+            head = queue[0]
+            if type(head) is bytes:
+                out.append(head)
+            elif head.done():
+                out.append(head.result())
+            else:
+                break
+            queue.popleft()
+        if not queue:
+            self.queue = None
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
 
     def eof_received(self) -> bool | None:
         if self.buf.strip():
@@ -102,6 +144,12 @@ class PostfixPolicyServer(ServerBase):
     its verdict answers the message's further RCPT and DATA requests (Postfix asks once
     per recipient; the account and client do not change within a message, and the whole
     recipient list is judged again at END-OF-MESSAGE). ``False`` judges every request.
+
+    A store-backed :class:`~authabuse.detector.Detector` on a Redis store runs on the
+    server's event loop (:class:`authabuse._store_loop.LoopRunner`, bound by
+    :meth:`start`): while one request waits for Redis the server reads and decides
+    others, and a connection's answers still go out in order. ``answer`` then returns
+    the :class:`~authabuse._store_loop.Pending` reply for such a request.
 
     ``answer(raw)`` is the whole protocol step, so it can be exercised without sockets:
 
@@ -154,6 +202,9 @@ class PostfixPolicyServer(ServerBase):
         self._recorded: OrderedDict[str, None] = OrderedDict()
         self._encoded: dict[str, bytes] = {}
         self._logged_abuse: dict[str, float] = {}
+        self._runner: Any = None  # a LoopRunner for a store-backed Detector (start())
+        self._check: Callable[[Any], Any] = decider.check
+        self._process: Callable[[Any], Any] = decider.process
         self.metrics.gauge(
             "authabuse_pending_messages",
             "Messages seen at RCPT whose END-OF-MESSAGE has not arrived yet",
@@ -164,6 +215,30 @@ class PostfixPolicyServer(ServerBase):
         """Return a protocol instance for one Postfix connection."""
         return _PostfixConnection(self)
 
+    async def start(self, listen: ListenAddress | str) -> list[tuple[Any, ...] | str]:
+        """Start listening (see :meth:`ServerBase.start`), the store on this loop first."""
+        if self._runner is None:
+            from authabuse._store_loop import LoopRunner
+
+            self._runner = await LoopRunner.bind(self.decider)
+            if self._runner is not None:
+                self._check, self._process = self._runner.check, self._runner.process
+                runner = self._runner
+                self.metrics.gauge(
+                    "authabuse_store_in_flight",
+                    "Events waiting for the shared store or for their account's earlier events",
+                    lambda: float(runner.in_flight),
+                )
+        return await super().start(listen)
+
+    async def stop(self) -> None:
+        """Stop listening, close connections, let the store finish what is in flight."""
+        await super().stop()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            self._check, self._process = self.decider.check, self.decider.process
+            await runner.close()
+
     def _reply(self, action: str) -> bytes:
         out = self._encoded.get(action)
         if out is None:
@@ -172,11 +247,12 @@ class PostfixPolicyServer(ServerBase):
                 self._encoded[action] = out
         return out
 
-    def answer(self, raw: bytes, conn: Connection | None = None) -> bytes | None:
+    def answer(self, raw: bytes, conn: Connection | None = None) -> bytes | Pending | None:
         """Answer one request (its lines without the final blank line).
 
         Returns the reply bytes, or ``None`` after closing ``conn`` because the request
-        was not a policy request at all (binary data, lines without ``=``).
+        was not a policy request at all (binary data, lines without ``=``), or the
+        :class:`~authabuse._store_loop.Pending` reply while the detector waits for its store.
         """
         started = time.perf_counter()
         metrics = self.metrics
@@ -204,7 +280,10 @@ class PostfixPolicyServer(ServerBase):
             action, level = "DUNNO", "unauthenticated"
         else:
             try:
-                level = self._decide(state, account, attrs)
+                decided = self._decide(state, account, attrs)
+                if isinstance(decided, Pending):  # a verdict to come: answered later
+                    return self._answer_later(decided, account, attrs, started)
+                level = decided
                 action = self.answers.for_level(level)
             except InvalidEventError as exc:
                 metrics.inc("authabuse_protocol_errors_total", (("reason", "invalid-value"),))
@@ -223,13 +302,40 @@ class PostfixPolicyServer(ServerBase):
         metrics.observe(time.perf_counter() - started)
         return reply
 
+    def _answer_later(
+        self, verdict: Pending, account: str, attrs: dict[str, str], started: float
+    ) -> Pending:
+        """Return the Future of the reply to a request whose verdict is a Future."""
+        out = Pending()
+
+        def done(fut: Pending) -> None:
+            metrics = self.metrics
+            try:
+                level = level_name(fut.result())
+                action = self.answers.for_level(level)
+            except Exception as exc:  # fail open/closed, never crash
+                metrics.inc("authabuse_internal_errors_total")
+                self.log_limited("decision failed, answering the fail action", peer="", exc=exc)
+                action, level = self.answers.fail, "error"
+            metrics.inc(
+                "authabuse_decisions_total",
+                (("level", level), ("action", action.split(" ", 1)[0])),
+            )
+            if level == "abuse":
+                self._log_abuse(account, attrs.get("client_address", ""), action)
+            metrics.observe(time.perf_counter() - started)
+            out.set_result(self._reply(action))
+
+        verdict.add_done_callback(done)
+        return out
+
     def _protocol_error(self, conn: Connection | None, reason: str) -> None:
         if conn is not None:
             conn.close(reason)
         else:
             self.metrics.inc("authabuse_protocol_errors_total", (("reason", reason),))
 
-    def _decide(self, state: str, account: str, attrs: dict[str, str]) -> str:
+    def _decide(self, state: str, account: str, attrs: dict[str, str]) -> str | Pending:
         ip = parse_ip(attrs.get("client_address", ""))
         key = attrs.get("instance") or f"{attrs.get('client_address')}|{account}"
         now = self._clock()
@@ -253,11 +359,11 @@ class PostfixPolicyServer(ServerBase):
                 size=_int_attr(attrs, "size"),
             )
             if key in self._recorded:  # a second end-of-data hook for the same message
-                return level_name(self.decider.check(event))
+                return _level_or_future(self._check(event))
             self._recorded[key] = None
             if len(self._recorded) > 10_000:
                 self._recorded.popitem(last=False)
-            return level_name(self.decider.process(event))
+            return _level_or_future(self._process(event))
         if state == "RCPT":
             if pending is None or pending.account != account:
                 pending = self._new_pending(key, account)
@@ -279,7 +385,18 @@ class PostfixPolicyServer(ServerBase):
             sender=sender,
             recipients=recipients,
         )
-        level = level_name(self.decider.check(event))
+        verdict = self._check(event)
+        if isinstance(verdict, Pending):
+            if pending is not None:
+                judged = pending
+
+                def remember(fut: Pending) -> None:
+                    if fut.exception() is None:
+                        judged.level = level_name(fut.result())
+
+                verdict.add_done_callback(remember)
+            return verdict
+        level = level_name(verdict)
         if pending is not None:
             pending.level = level
         return level
@@ -304,6 +421,10 @@ class PostfixPolicyServer(ServerBase):
             self._logged_abuse.clear()
         self._logged_abuse[account] = now
         log.warning("postfix: abuse: account=%s client=%s action=%s", account, client, action)
+
+
+def _level_or_future(verdict: Any) -> str | Pending:
+    return verdict if isinstance(verdict, Pending) else level_name(verdict)
 
 
 def _int_attr(attrs: dict[str, str], name: str) -> int | None:
