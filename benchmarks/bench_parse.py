@@ -210,28 +210,28 @@ def fields_pass(path: Path) -> int:
         for m in b._FINDITER(text):
             k = m.lastindex
             if k == b._STATUS:
-                bsd, _h, _q, _r, _re, _d, _s = m.group(
-                    1, 3, b._AQ, b._RCPT, b._RELAY, b._DSN, b._STATUS
+                st, _h, _q, _r, _re, _d, _s = m.group(
+                    1, 2, b._QID, b._RCPT, b._RELAY, b._DSN, b._STATUS
                 )
-            elif k in b._SKIPS:
+            elif k in (b._SKIP1, b._SKIP2):
                 continue
             elif k == b._CUSER:
-                bsd, _h, _p, _i, _q, _ip, _me, _a = m.group(
-                    1, 3, b._PROG, b._PID, b._SQ, b._CIP, b._CMECH, b._CUSER
+                st, _h, _v, _i, _q, _ip, _me, _a = m.group(
+                    1, 2, b._SVC, b._PID, b._QID, b._CIP, b._CMECH, b._CUSER
                 )
             elif k == b._NRCPT:
-                bsd, _h, _q = m.group(1, 3, b._QQ)
+                st, _h, _q = m.group(1, 2, b._QID)
                 _se, _si, _nr = m.group(b._SENDER, b._SIZE, b._NRCPT)
             elif k == b._RM:
-                bsd, _h, _q = m.group(1, 3, b._QQ)
+                st, _h, _q = m.group(1, 2, b._QID)
             elif k in (b._DTOTAL, b._FREASON):
-                bsd, _h, _p, _i, _x = m.group(1, 3, b._PROG, b._PID, k)
+                st, _h, _v, _i, _x = m.group(1, 2, b._SVC, b._PID, k)
             elif k == b._DALL:
-                bsd, _h, _i = m.group(1, 3, b._PID)
+                st, _h, _i = m.group(1, 2, b._PID)
             else:
-                bsd = m[1]
-            if cache.get(bsd) is None:
-                cache[bsd] = bsd
+                st = m[1]
+            if cache.get(st) is None:
+                cache[st] = st
             n += 1
     return n
 

@@ -10,7 +10,7 @@ from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from authabuse.errors import ConfigurationError, ParseError
@@ -586,3 +586,55 @@ def test_postfix_310_reject_lines_carry_the_login() -> None:
     got = [(a.account, str(a.ip), a.succeeded, a.mechanism, a.session) for a in auths(events)]
     assert got == [("mallory@e2e.test", "198.51.100.22", True, "PLAIN", None)]  # once
     assert stats.malformed == 0
+
+
+_CLOCK_STAMPS = st.builds(
+    lambda month, day, hh, mm, ss, pad: (
+        f"{month} {day:{pad}} {hh:02d}:{mm:02d}:{ss:02d}"
+        if pad
+        else f"{month} {day} {hh:02d}:{mm:02d}:{ss:02d}"
+    ),
+    st.sampled_from(["Jan", "Mar", "Jun", "Oct", "Dec"]),
+    st.sampled_from([1, 30]),  # 30 March 2025, 02:30: in Berlin's DST gap
+    st.sampled_from([2, 23]),
+    st.just(30),  # few distinct minutes: the minute cache is hit often
+    st.integers(0, 59),
+    st.sampled_from(["2d", "02d", ""]),
+)
+
+
+@given(st.lists(_CLOCK_STAMPS, max_size=60), st.sampled_from(["UTC", "Europe/Berlin"]))
+@example(["Mar 30 02:30:05", "Mar 30 02:30:07"], "Europe/Berlin")  # a minute in the DST gap
+@example(  # the months move on by more than six: a new year, even for a minute seen before
+    ["Jan  1 02:30:00", "Mar  1 02:30:00", "Jun  1 02:30:00", "Oct  1 02:30:00", "Jan  1 02:30:09"],
+    "UTC",
+)
+@settings(max_examples=300, deadline=None)
+def test_clock_caches_give_what_parsing_each_stamp_afresh_gives(
+    stamps: list[str], zone: str
+) -> None:
+    """The per-minute cache changes no answer and no year (rollover, step back, DST).
+
+    ``fresh`` forgets its minutes before every stamp (the clock as it was before that
+    cache); both keep the per-stamp cache, whose hits leave the running month alone.
+    """
+    from zoneinfo import ZoneInfo
+
+    from authabuse.parsers._timestamps import SyslogClock
+
+    tz = UTC if zone == "UTC" else ZoneInfo(zone)
+    cached, fresh = SyslogClock(year=2025, tz=tz), SyslogClock(year=2025, tz=tz)
+    for stamp in stamps:
+        fresh._minutes.clear()
+        try:
+            expected: datetime | str = fresh.bsd(stamp)
+        except ValueError as exc:
+            expected = str(exc)
+        try:
+            got: datetime | str = cached.bsd(stamp)
+        except ValueError as exc:
+            got = str(exc)
+        assert got == expected, stamp
+        if isinstance(got, datetime) and isinstance(expected, datetime):
+            assert got.utcoffset() == expected.utcoffset()
+        assert (cached.year, cached._last_month) == (fresh.year, fresh._last_month)

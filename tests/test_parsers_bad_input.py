@@ -157,3 +157,36 @@ def test_mangled_real_lines_never_raise(cut: int, junk: bytes) -> None:
     for line in (FAIL, CLIENT, LINES[8], LINES[10]):
         mangled = line[:cut] + junk + line[cut + len(junk) :]
         LogParser(year=2024, tz="UTC").feed(mangled, 1)
+
+
+def test_text_an_attacker_chose_does_not_hide_a_line() -> None:
+    """The two skipped kinds of line are recognized by their place, not by any substring.
+
+    A botnet picks the account names it tries: one holding ``]: connect from `` or
+    ``: message-id=`` is still a counted failure (and a delivery whose remote reply
+    says ``message-id=`` still a delivery), on the fast path, the line path and in strict
+    mode. The real ``connect from`` and ``message-id=`` lines stay irrelevant.
+    """
+    hidden = [
+        FAIL.replace(b"eve@e2e.test", b"x]: connect from y"),
+        FAIL.replace(b"eve@e2e.test", b"x: message-id=<y>"),
+        b"Nov 28 05:35:01 mx postfix/smtp[9]: 4A1B2: to=<r@example.com>, relay=mx[192.0.2.9]"
+        b":25, delay=1, delays=1/0/0/0, dsn=2.0.0, status=sent (250 ok: message-id=<q@x>)\n",
+    ]
+    skipped = [
+        b"Nov 28 05:35:02 mx postfix/smtpd[9]: connect from unknown[192.0.2.9]\n",
+        b"Nov 28 05:35:02 mx postfix/cleanup[9]: 4A1B2: message-id=<q@x>\n",
+    ]
+    data = b"".join(hidden + skipped)
+    for kw in ({}, {"format": "postfix"}, {"strict": True}):
+        events, stats = run(data, **kw)
+        assert [e.type for e in events] == ["auth", "auth", "delivery"]
+        assert [getattr(e, "account", None) for e in events[:2]] == [
+            "x]: connect from y",
+            "x: message-id=<y>",
+        ]
+        assert (stats.used, stats.irrelevant, stats.lines) == (3, 2, 5)
+    parser = LogParser(year=2026, tz="UTC")
+    one_by_one = [e for line in hidden + skipped for e in parser.feed(line)]
+    assert [e.type for e in one_by_one] == ["auth", "auth", "delivery"]
+    assert (parser.stats.used, parser.stats.irrelevant) == (3, 2)

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
+from itertools import chain
 from typing import BinaryIO
 
 from authabuse.errors import ConfigurationError, CorruptDataError, ParseError
@@ -20,6 +21,7 @@ __all__ = ["iter_events", "iter_lines", "open_log"]
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 65536
 _READ = 1 << 18  # bytes asked for per read; read1 returns what is there (pipes stay live)
+_PIECE = 1 << 15  # characters of a block parsed before its events are handed out
 
 
 def open_log(path: str | os.PathLike[str]) -> BinaryIO:
@@ -106,6 +108,25 @@ def iter_events(
     >>> [e.type for e in iter_events([log], year=2021, tz="UTC")]
     ['auth', 'delivery', 'submission']
     """
+    # The events come in lists (one per block of lines) that chain's C loop hands out:
+    # a generator resumed for every event would cost more than the list iteration.
+    return chain.from_iterable(
+        _batches(inputs, format, year, tz, strict, stats, max_line, join_timeout, max_pending)
+    )
+
+
+def _batches(
+    inputs: Iterable[str | os.PathLike[str] | BinaryIO] | str | os.PathLike[str] | BinaryIO,
+    format: str,
+    year: int | None,
+    tz: str | None,
+    strict: bool,
+    stats: ParseStats | None,
+    max_line: int,
+    join_timeout: float,
+    max_pending: int,
+) -> Iterator[list[Event]]:
+    """:func:`iter_events`'s work: lists of events, in order (each one handed out once)."""
     if isinstance(inputs, str | os.PathLike) or hasattr(inputs, "readline"):
         inputs = [inputs]  # type: ignore[list-item]  # one path or one file object
     parser = LogParser(
@@ -130,7 +151,7 @@ def iter_events(
                 fh = item
                 parser.source = str(getattr(item, "name", "<input>"))
             yield from _parse_file(parser, fh, max_line, strict)
-    yield from parser.flush()
+    yield parser.flush()
 
 
 def _lines_shorter_than(block: bytes, limit: int) -> bool:
@@ -153,17 +174,21 @@ def _lines_shorter_than(block: bytes, limit: int) -> bool:
     return True
 
 
-def _parse_file(parser: LogParser, fh: BinaryIO, max_line: int, strict: bool) -> Iterator[Event]:
-    """Feed every line of ``fh`` to ``parser``; yield the events in order.
+def _parse_file(
+    parser: LogParser, fh: BinaryIO, max_line: int, strict: bool
+) -> Iterator[list[Event]]:
+    """Feed every line of ``fh`` to ``parser``; yield the events in order, in lists.
 
     Reads blocks of up to 256 KiB and cuts them into lines in bulk (a per-line
     ``readline`` costs more than the regex that follows it). A block that decodes as
     UTF-8 and has no line of ``max_line`` bytes or more goes to
-    :meth:`LogParser.feed_lines` whole; any other block goes line by line through
-    :meth:`LogParser.feed_into`, which counts and replaces bad bytes and over-long
-    lines exactly as before. The partial line at the end of a block waits for the next
-    one; memory stays bounded by the block size plus ``max_line`` (the rest of an
-    over-long line is read and dropped).
+    :meth:`LogParser.feed_block` in pieces of about 32 KiB (so that a few hundred events
+    at most wait in a list: more would stay alive long enough to wake the garbage
+    collector, which then walks them); any other block goes line by line through
+    :meth:`LogParser.feed_into`, which counts and replaces bad bytes and over-long lines
+    exactly as before. The partial line at the end of a block waits for the next one;
+    memory stays bounded by the block size plus ``max_line`` (the rest of an over-long
+    line is read and dropped). Each list yielded is a new one.
     """
     read = getattr(fh, "read1", None) or fh.read
     out: list[Event] = []
@@ -210,27 +235,34 @@ def _parse_file(parser: LogParser, fh: BinaryIO, max_line: int, strict: bool) ->
             text = None
         try:
             if text is not None and _lines_shorter_than(block, max_line):
-                lineno += feed_block(text, lineno, out)
-            else:
-                for raw in block.split(b"\n")[:-1]:
-                    lineno += 1
-                    if len(raw) >= max_line:
-                        parser.too_long(lineno)
-                    else:
-                        feed_into(raw, lineno, out)
+                size = len(text)
+                at = 0
+                while at < size:
+                    end = text.find("\n", at + _PIECE) + 1 or size
+                    lineno += feed_block(text[at:end] if at or end < size else text, lineno, out)
+                    at = end
+                    if out:
+                        yield out
+                        out = []
+                continue
+            for raw in block.split(b"\n")[:-1]:
+                lineno += 1
+                if len(raw) >= max_line:
+                    parser.too_long(lineno)
+                else:
+                    feed_into(raw, lineno, out)
         except ParseError:  # strict mode: the events before the bad line still count
-            events = out[:]
-            out.clear()
-            yield from events
+            if out:
+                yield out
             raise
         if out:
-            yield from out
-            out.clear()
+            yield out
+            out = []
     if skipping:
         lineno += 1
         parser.too_long(lineno)
     elif carry:
         lineno += 1
         feed_into(carry, lineno, out)
-        yield from out
-        out.clear()
+        if out:
+            yield out

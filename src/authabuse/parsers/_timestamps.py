@@ -38,6 +38,7 @@ _MONTHS = {
 }
 _TAI64_EPOCH = (1 << 62) + 10  # daemontools' tai64nlocal convention (TAI - UTC = 10 s)
 _CACHE_MAX = 4096  # distinct stamps remembered; logs repeat one stamp many times
+_SECONDS = {f"{n:02d}": timedelta(seconds=n) for n in range(60)}  # "ss" of a stamp
 
 
 def parse_tz(text: str | None) -> tzinfo:
@@ -126,20 +127,41 @@ class SyslogClock:
     '2010-09-16T05:50:50.125476+00:00'
     """
 
-    __slots__ = ("_iso_cache", "_last_month", "bsd_cache", "tz", "year")
+    __slots__ = ("_fixed", "_iso_cache", "_last_month", "_minutes", "bsd_cache", "tz", "year")
 
     def __init__(self, *, year: int | None = None, tz: tzinfo | None = None) -> None:
         self.year = year
         self.tz: tzinfo = tz if tz is not None else UTC
+        self._fixed = isinstance(self.tz, timezone)  # no DST: no folding needed
         self._last_month = 0
         self.bsd_cache: dict[str, datetime] = {}
         self._iso_cache: dict[str, datetime] = {}
+        # "Mmm dd hh:mm" -> (that minute's wall time, before folding; its month)
+        self._minutes: dict[str, tuple[datetime, int]] = {}
 
     def bsd(self, stamp: str) -> datetime:
-        """Parse ``Mmm dd hh:mm:ss`` (day space-, zero- or un-padded); ``ValueError`` if bad."""
+        """Parse ``Mmm dd hh:mm:ss`` (day space-, zero- or un-padded); ``ValueError`` if bad.
+
+        A stamp of a minute already parsed (a log moves on one second at a time) is that
+        minute plus its seconds, after the same year check as any other stamp.
+        """
         cached = self.bsd_cache.get(stamp)
         if cached is not None:
             return cached
+        minute = self._minutes.get(stamp[:-3])
+        if minute is not None and stamp[-3] == ":":
+            second = _SECONDS.get(stamp[-2:])
+            base, same = minute
+            last = self._last_month
+            if second is not None and last - 6 <= same <= last + 6:  # no year change
+                self._last_month = same
+                value = base + second
+                if not self._fixed:
+                    value = _normalize(value)
+                if len(self.bsd_cache) >= _CACHE_MAX:
+                    self.bsd_cache.clear()
+                self.bsd_cache[stamp] = value
+                return value
         month = _MONTHS.get(stamp[:3])
         if month is None:
             raise ValueError(f"unknown month in {stamp!r}")
@@ -153,18 +175,23 @@ class SyslogClock:
         elif self._last_month and month < self._last_month - 6:
             self.year += 1  # December -> January: a new year began
             self.bsd_cache.clear()
+            self._minutes.clear()
         elif self._last_month and month > self._last_month + 6:
             # A line from the previous December after January's (merged files): step back
             # for this line only, keeping the running year.
             value = datetime(self.year - 1, month, day, int(hh), int(mm), int(ss), tzinfo=self.tz)
             return _normalize(value)
         self._last_month = month
-        value = _normalize(
-            datetime(self.year, month, day, int(hh), int(mm), int(ss), tzinfo=self.tz)
-        )
+        wall = datetime(self.year, month, day, int(hh), int(mm), int(ss), tzinfo=self.tz)
+        value = _normalize(wall)
         if len(self.bsd_cache) >= _CACHE_MAX:
             self.bsd_cache.clear()
         self.bsd_cache[stamp] = value
+        second = _SECONDS.get(ss)
+        if second is not None and len(rest[1]) == 8 and stamp[-3] == ":":  # "hh:mm:ss"
+            if len(self._minutes) >= _CACHE_MAX:
+                self._minutes.clear()
+            self._minutes[stamp[:-3]] = (wall - second, month)  # stamp[:-3]: the minute
         return value
 
     def iso(self, stamp: str) -> datetime:
