@@ -207,6 +207,10 @@ _TRICKY = [
             "2022-06-29 16:04:05 dovecot_login authenticator failed for ([1.2.3.5]) "
             "[1.2.3.4]:55379: 535 Incorrect authentication data (set_id=info@test.com)",
             "Feb 30 05:35:02 mx postfix/qmgr[200]: A1B2: removed",
+            "Nov 28 05:35:0x mx postfix/qmgr[200]: A1B2: removed",  # 15 characters, no stamp
+            "Nov 4 05:35:02  mx postfix/smtp[7]: A1B2: to=<r4@x>, relay=none, delay=1, "
+            "delays=1, dsn=5.0.0, status=bounced (x)",  # a 14-character stamp, two spaces
+            "Nov 28 05:35:03 mx postfix/cleanup[9]: Q1: reject: header Subject: x from h[1.2.3.4]",
             "",
             "just some text",
             _E + "smtpd[104]: warning: unknown[192.0.2.7]: SASL LOGIN authentication failed: x",
@@ -256,10 +260,11 @@ def test_block_fast_path_equals_line_path_on_tricky_lines() -> None:
     stats = fast.stats
     # the tricky lines are really counted as problems, with their own line numbers: bad
     # client address, 1100-character account, 20-digit size, bad SASL client address,
-    # "auth=\u00b2/3" (first five kept), then 999.0.2.8, "Feb 30" and "auth=0/2x"
-    assert (stats.malformed, stats.invalid_ip, stats.unrecognized) == (8, 3, 1)
+    # "auth=\u00b2/3" (first five kept), then 999.0.2.8, "Feb 30" and "auth=0/2x"; a
+    # 15-character stamp that is none, and "just some text"
+    assert (stats.malformed, stats.invalid_ip, stats.unrecognized) == (8, 3, 2)
     assert [no for _, no, _ in stats.examples["malformed"]] == [10, 11, 16, 28, 31]
-    assert stats.examples["unrecognized"] == [("<input>", 42, "no known log format")]
+    assert [no for _, no, _ in stats.examples["unrecognized"]] == [41, 45]
     check_same(text.encode() * 3, most=900)
 
 
