@@ -503,6 +503,7 @@ def write_results(
     load: tuple[float, float],
     *,
     pf_rate: float,
+    redis_runs: list[dict[str, Any]],
 ) -> None:
     """Write the bench_servers section of RESULTS.md."""
     load_before, load_after = load
@@ -548,9 +549,12 @@ def write_results(
         f"{pf_rate:,.0f}/s, above the 5,000/s bar, so that the served figure can show "
         "whether the bar is met); the others run the client flat out. The Redis rows run "
         "the same Detector with its state in a RedisStore on a local redis-server "
-        "(its own process on the same two cores; its CPU is not in the server CPU column): "
-        "one round trip per check and one per recorded message (its writes are sent "
-        "without waiting). Peers: stdlib "
+        "(its own process on the same two cores; its CPU is not in the server CPU column), "
+        "its Redis I/O on the server's event loop: a check's reads, or a recorded "
+        "message's reads and then its writes, are submitted without blocking, everything "
+        "submitted in one loop iteration goes out in one write, and the loop serves other "
+        "connections while replies are on their way (an account's events stay in order). "
+        "Peers: stdlib "
         "threaded servers that parse and answer DUNNO / status 0 with no detection.",
         "",
         *rows,
@@ -573,6 +577,17 @@ def write_results(
         ]
     if redis_note:
         md += [f"- Redis store scenario: {redis_note}."]
+    if len(redis_runs) > 1:
+        p99s = ", ".join(f"{x['p99_ms']:.1f}" for x in redis_runs)
+        served = ", ".join(f"{x['rps']:,.0f}" for x in redis_runs)
+        us = ", ".join(f"{1e6 / x['per_cpu_s']:.0f}" for x in redis_runs)
+        under = sum(x["p99_ms"] < 5.0 for x in redis_runs)
+        md += [
+            f"- Postfix + Redis at 2,000/s, {len(redis_runs)} separate runs (each its own "
+            f"server and redis-server, each a median of {repeats}; the table shows the "
+            f"median run): p99 {p99s} ms ({under} of {len(redis_runs)} under 5 ms); served "
+            f"{served}/s; server CPU {us} us per request."
+        ]
 
     def verdict(paced: str, flat: str, target: float) -> str:
         cap, p99, rps = r(flat, "per_cpu_s"), r(paced, "p99_ms"), r(paced, "rps")
@@ -615,6 +630,12 @@ def main() -> None:
         help="requests/s offered in the paced Postfix rows (default 5500: above the bar)",
     )
     ap.add_argument(
+        "--redis-runs",
+        type=int,
+        default=5,
+        help="separate runs of the paced Redis row (each a median of --repeats; default 5)",
+    )
+    ap.add_argument(
         "--only",
         choices=("all", "redis"),
         default="all",
@@ -643,30 +664,50 @@ def main() -> None:
         results[name] = run_scenario(kind, conns=conns, seconds=seconds, repeats=repeats, rate=rate)
         print(name, json.dumps(results[name]), flush=True)
     redis_note = None
-    with redis_server() as url:
-        if url is None:
-            redis_note = "not run: redis-server not installed"
-        else:
-            for name, rate in (
-                ("postfix + Redis at 2,000/s", 2000.0),
-                ("postfix + Redis, as fast as the client goes", 0.0),
-            ):
-                results[name] = run_scenario(
+    redis_runs: list[dict[str, Any]] = []
+    flat_result: dict[str, Any] | None = None
+    for run in range(1 if args.quick else max(1, args.redis_runs)):
+        with redis_server() as url:  # a fresh redis-server (and server) per run
+            if url is None:
+                redis_note = "not run: redis-server not installed"
+                break
+            paced = "postfix + Redis at 2,000/s"
+            redis_runs.append(
+                run_scenario(
                     "postfix",
                     conns=32,
                     seconds=seconds,
                     repeats=repeats,
                     store_url=url,
-                    rate=rate,
+                    rate=2000.0,
                 )
-                print(name, json.dumps(results[name]), flush=True)
+            )
+            print(paced, f"run {run + 1}", json.dumps(redis_runs[-1]), flush=True)
+            if run == 0:
+                flat_result = run_scenario(
+                    "postfix", conns=32, seconds=seconds, repeats=repeats, store_url=url
+                )
+                print("postfix + Redis, as fast as the client goes", json.dumps(flat_result))
+    if redis_runs:
+        by_p99 = sorted(redis_runs, key=lambda x: float(x["p99_ms"]))
+        results["postfix + Redis at 2,000/s"] = by_p99[len(by_p99) // 2]
+    if flat_result is not None:
+        results["postfix + Redis, as fast as the client goes"] = flat_result
     if redis_note:
         print("postfix-redis", redis_note)
     load_after = os.getloadavg()[0]
     print(f"load average {load_before:.1f} before, {load_after:.1f} after")
     if args.quick or args.only != "all":
         return
-    write_results(results, repeats, seconds, redis_note, (load_before, load_after), pf_rate=pf_rate)
+    write_results(
+        results,
+        repeats,
+        seconds,
+        redis_note,
+        (load_before, load_after),
+        pf_rate=pf_rate,
+        redis_runs=redis_runs,
+    )
 
 
 if __name__ == "__main__":

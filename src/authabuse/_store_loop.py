@@ -23,6 +23,7 @@ update concurrently anyway.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,8 @@ from typing import Any
 from authabuse.events import AuthAttempt, Submission
 
 __all__ = ["LoopRunner", "Pending"]
+
+log = logging.getLogger("authabuse.servers")
 
 
 class Pending:
@@ -92,7 +95,10 @@ class Pending:
         self._done, self._result, self._exc = True, result, exc
         callbacks, self._callbacks = self._callbacks, []
         for fn in callbacks:
-            fn(self)
+            try:
+                fn(self)
+            except Exception:  # one waiter's failure must not stop the others' answers
+                log.exception("a callback of a pending verdict failed")
 
 
 class _Job:

@@ -423,14 +423,24 @@ class RedisStore:
                 self._failed(exc)
         self._local.batch(ops)
 
-    def _plan(self, op: Op) -> tuple[str, Any]:  # noqa: PLR0911 - one return per kind
+    def _plan(self, op: Op) -> tuple[str, Any]:  # noqa: PLR0911, PLR0912 - one return per kind
         name = op[0]
         if name == "counts":  # the most frequent: one slice of a bucket, read whole
             key, at, window = op[1], op[2], op[3]
             t = type(at)
             if window == self._slice and (t is int or (t is float and at - at == 0.0)):
-                return name, [f"{self._base(key)}:c:{math.floor(at / self._slice)}"]
+                base = self._bases.get(key) if type(key) is tuple else None
+                if base is None:
+                    base = self._base(key)
+                return name, [f"{base}:c:{math.floor(at / window)}"]
             return name, self._window_names(key, "c", at, window)
+        if name == "get_record":
+            key = op[1]
+            base = self._bases.get(key) if type(key) is tuple else None
+            if base is None:
+                check_key(key)
+                base = self._base(key)
+            return name, base + ":r:0"
         if name == "add_distinct":
             key, members, at = op[1], op[2], op[3]
             check_key(key)
@@ -462,9 +472,6 @@ class RedisStore:
             _check_record_args(fields, ttl, remove)
             self._check_time(at)
             return name, (self._name(key, "r", 0), dict(fields), ttl, keep, remove)
-        if name == "get_record":
-            check_key(op[1])
-            return name, self._name(op[1], "r", 0)
         raise ValueError(f"unknown store operation {name!r}")
 
     def _run_plan(self, plan: list[tuple[str, Any]], *, wait: bool) -> list[Any]:
@@ -557,19 +564,34 @@ class RedisStore:
             cmd(("EXPIRE", k, seconds))
         return commands, shape
 
-    def _decode(self, shape: list[tuple[str, int]], replies: list[Any]) -> list[Any]:
+    def _decode(  # noqa: PLR0912 - one flat loop per operation kind, for speed
+        self, shape: list[tuple[str, int]], replies: list[Any]
+    ) -> list[Any]:
         """Return the operations' results from their commands' replies."""
         out: list[Any] = []
         pos = 0
+        raw = self._raw
         for name, n in shape:
+            if n == 1 and raw:  # the frequent case: one reply, decoded to text by hiredis
+                h = replies[pos]
+                pos += 1
+                if name == "counts":  # a map (RESP3: the loop link) or a flat list
+                    if type(h) is dict:
+                        out.append({f: n for f, v in h.items() if (n := int(v))})
+                    else:
+                        out.append({f: n for f, v in _pairs(h) if (n := int(v))})
+                elif name == "count_distinct":
+                    out.append(int(h))
+                elif name == "get_record":
+                    out.append(h if type(h) is dict else dict(_pairs(h)))
+                else:
+                    out.append(None)
+                continue
             part = replies[pos : pos + n]
             pos += n
             if name == "count_distinct":
                 out.append(int(part[0]))
             elif name == "counts":
-                if len(part) == 1 and self._raw:  # one slice, decoded to text by hiredis
-                    out.append({f: n for f, v in _pairs(part[0]) if (n := int(v))})
-                    continue
                 total: dict[str, int] = {}
                 for h in part:
                     for f, v in _pairs(h):
@@ -701,6 +723,8 @@ class RedisStore:
             hello.append(("AUTH", user, kw["password"]) if user else ("AUTH", kw["password"]))
         if kw.get("db"):
             hello.append(("SELECT", kw["db"]))
+        # RESP3 where Redis has it (6+): hiredis then builds HGETALL's dicts in C.
+        hello.append(("HELLO", 3))
         hello.append(("PING",))
         link = _LoopLink(self, loop)
         try:
@@ -714,8 +738,8 @@ class RedisStore:
                 replies = await link.request(hello)
             if isinstance(replies, BaseException):
                 raise ConnectionError(f"Redis failed: {replies}")
-            for reply in replies:
-                if isinstance(reply, _hiredis.ReplyError):
+            for command, reply in zip(hello, replies, strict=True):
+                if isinstance(reply, _hiredis.ReplyError) and command[0] != "HELLO":
                     raise ConnectionError(f"Redis refused {reply}")
         except (OSError, TimeoutError, ConnectionError) as exc:
             if not link.dead:  # (a link that failed has said so itself)
