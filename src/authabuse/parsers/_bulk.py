@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from authabuse.errors import InvalidEventError
@@ -146,11 +145,13 @@ class _NotFastError(Exception):
     """The line in hand goes to the line path (its stamp is not one, see _STAMP)."""
 
 
-def _stamp_text(parser: LogParser, text: str, out: list[Event]) -> datetime:
+def _read_stamp(parser: LogParser, text: str, out: list[Event]) -> datetime:
     """Read a stamp the clock's cache does not have (a BSD one is checked first)."""
-    if text[0] > "9" and _BSD_STAMP(text) is None:
+    if text[0] <= "9":
+        return parser._iso_stamp(text, out)
+    if _BSD_STAMP(text) is None:
         raise _NotFastError
-    return parser._stamp_text(text, out)
+    return parser._bsd_stamp(text, out)
 
 
 def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> int:
@@ -163,7 +164,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
     ctx = parser._ctx
     route = parser._postfix.route
     bsd_get = parser._bsd_cache.get
-    stamp = partial(_stamp_text, parser)
+    stamp = _read_stamp
     pending = ctx.pending
     pending_get = pending.get
     authed = ctx.authed
@@ -206,7 +207,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                         1, 2, _QID, _RCPT, _RELAY, _DSN, _STATUS
                     )
                     if st != last:
-                        when = bsd_get(st) or stamp(st, out)  # unchanged if it raises
+                        when = bsd_get(st) or stamp(parser, st, out)  # unchanged if it raises
                         last = st
                     append(new_delivery(when, qid, rcpt, status, relay, dsn, host))
                     n_delivery += 1
@@ -228,7 +229,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                         1, 2, _SVC, _PID, _QID, _CIP, _CMECH, _CUSER
                     )
                     if st != last:
-                        when = bsd_get(st) or stamp(st, out)  # unchanged if it raises
+                        when = bsd_get(st) or stamp(parser, st, out)  # unchanged if it raises
                         last = st
                     ip = ip_or_bad(ip_text)
                     if len(account) > MAX_ACCOUNT:
@@ -250,7 +251,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                 elif k == nrcpt_k:  # qmgr from=: postfix._qmgr
                     st, host, qid = m.group(1, 2, _QID)
                     if st != last:
-                        when = bsd_get(st) or stamp(st, out)  # unchanged if it raises
+                        when = bsd_get(st) or stamp(parser, st, out)  # unchanged if it raises
                         last = st
                     key = (host, qid)
                     msg = pending_get(key)
@@ -266,7 +267,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                 elif k == rm_k:  # qmgr removed
                     st, host, qid = m.group(1, 2, _QID)
                     if st != last:
-                        when = bsd_get(st) or stamp(st, out)  # unchanged if it raises
+                        when = bsd_get(st) or stamp(parser, st, out)  # unchanged if it raises
                         last = st
                     msg = pending.pop((host, qid), None)
                     if msg is not None:
@@ -275,7 +276,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                 elif k == dall_k:  # smtpd disconnect with auth=S: every AUTH succeeded
                     st, host, pid = m.group(1, 2, _PID)
                     if st != last:
-                        when = bsd_get(st) or stamp(st, out)  # unchanged if it raises
+                        when = bsd_get(st) or stamp(parser, st, out)  # unchanged if it raises
                         last = st
                     key = (host, pid)
                     authed.pop(key, None)
@@ -283,7 +284,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                 elif k == dtotal_k:  # smtpd disconnect with auth=S/T: postfix._disconnect
                     st, host, svc, pid, ok, total = m.group(1, 2, _SVC, _PID, _DOK, _DTOTAL)
                     if st != last:
-                        when = bsd_get(st) or stamp(st, out)  # unchanged if it raises
+                        when = bsd_get(st) or stamp(parser, st, out)  # unchanged if it raises
                         last = st
                     key = (host, pid)
                     authed.pop(key, None)
@@ -296,7 +297,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                 elif k == _FREASON:  # SASL authentication failed: postfix._smtpd
                     st, host, svc, pid, reason = m.group(1, 2, _SVC, _PID, _FREASON)
                     if st != last:
-                        when = bsd_get(st) or stamp(st, out)  # unchanged if it raises
+                        when = bsd_get(st) or stamp(parser, st, out)  # unchanged if it raises
                         last = st
                     key = (host, pid)
                     failed[key] = failed.get(key, 0) + 1
@@ -325,7 +326,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                 elif k == _DREST:  # any other smtpd disconnect: postfix._disconnect
                     st, host, svc, pid, rest = m.group(1, 2, _SVC, _PID, _DREST)
                     if st != last:
-                        when = bsd_get(st) or stamp(st, out)  # unchanged if it raises
+                        when = bsd_get(st) or stamp(parser, st, out)  # unchanged if it raises
                         last = st
                     key = (host, pid)
                     authed.pop(key, None)
@@ -342,7 +343,7 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                     st, host, pid, msg_text = m.group(1, 2, _PID, _GEN)
                     prog = text[m.end(2) + 1 : m.start(_PID) - 1]
                     if st != last:
-                        when = bsd_get(st) or stamp(st, out)  # unchanged if it raises
+                        when = bsd_get(st) or stamp(parser, st, out)  # unchanged if it raises
                         last = st
                     before = len(out)
                     try:

@@ -39,6 +39,7 @@ _MONTHS = {
 _TAI64_EPOCH = (1 << 62) + 10  # daemontools' tai64nlocal convention (TAI - UTC = 10 s)
 _CACHE_MAX = 4096  # distinct stamps remembered; logs repeat one stamp many times
 _SECONDS = {f"{n:02d}": timedelta(seconds=n) for n in range(60)}  # "ss" of a stamp
+_FRACTION = (".", ",")  # what starts the fraction of a second of an RFC 3339 stamp
 
 
 def parse_tz(text: str | None) -> tzinfo:
@@ -196,9 +197,12 @@ class SyslogClock:
 
     def iso(self, stamp: str) -> datetime:
         """Parse RFC 3339 or Exim's ``YYYY-MM-DD HH:MM:SS[.fff][ +zzzz]``; ``ValueError`` if bad."""
-        cached = self._iso_cache.get(stamp)
-        if cached is not None:
-            return cached
+        # A stamp with a fraction of a second is seldom seen twice: not worth caching.
+        cache = stamp[19:20] not in _FRACTION
+        if cache:
+            cached = self._iso_cache.get(stamp)
+            if cached is not None:
+                return cached
         try:  # RFC 3339 as rsyslog writes it is read as is (C, about 0.1 us)
             value = datetime.fromisoformat(stamp)
         except ValueError:  # "Z" before Python 3.11's reader, Exim's " +0100"
@@ -208,10 +212,12 @@ class SyslogClock:
             value = datetime.fromisoformat(text.replace(" +", "+").replace(" -", "-"))
         if value.tzinfo is None:
             value = value.replace(tzinfo=self.tz)
-        value = _normalize(value)
-        if len(self._iso_cache) >= _CACHE_MAX:
-            self._iso_cache.clear()
-        self._iso_cache[stamp] = value
+        if not isinstance(value.tzinfo, timezone):
+            value = _normalize(value)
+        if cache:
+            if len(self._iso_cache) >= _CACHE_MAX:
+                self._iso_cache.clear()
+            self._iso_cache[stamp] = value
         return value
 
     def tai64n(self, label: str) -> datetime:
