@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import tracemalloc
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from authabuse.detector import STATE_VERSION, Detector, DetectorConfig
+from authabuse.detector import STATE_VERSION, Detector, DetectorConfig, _unpack
 from authabuse.errors import ConfigurationError, CorruptDataError, IncompatibleError
 from authabuse.events import AuthAttempt, Delivery, Event, Submission
 from authabuse.rules import Allowlist, F, Level, Rule, RuleSet, default_rules
@@ -394,22 +395,31 @@ def test_memory_is_bounded_and_idle_accounts_expire() -> None:
 
 
 def test_a_quiet_account_costs_at_most_400_bytes() -> None:
-    """Measured with tracemalloc: 4,000 accounts that sent mail and went quiet."""
+    """Measured with tracemalloc: 4,000 accounts that sent mail and went quiet.
+
+    Each message has eleven recipients, so every account's recipient memory is full
+    (32 of 33 remembered): the worst case. Garbage is collected before each reading, so
+    what is measured is what the detector keeps.
+    """
     rnd = random.Random(3)
     det = Detector(geo=BlockGeo())
     names = [f"customer{i:06d}@example.ne.jp" for i in range(4_000)]
     det.process(sub(T0, "10.0.0.1", "warmup@example.jp"))
+    gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     for day in range(3):
         times = sorted((rnd.randrange(80_000), name) for name in names)
         for sec, name in times:
             ip = IPv4Address((10 << 24) | (hash(name) & 0xFFFFFF))
-            det.process(sub(T0 + timedelta(days=day, seconds=sec), ip, name))
+            rcpts = [f"c{day}-{k}@example.org" for k in range(11)]
+            det.process(mail(T0 + timedelta(days=day, seconds=sec), str(ip), name, *rcpts))
     assert det.stats.too_late == 0
     # two days later every account is quiet: its windows are folded into its baseline
     det.process(sub(T0 + timedelta(days=5, hours=1), "10.0.0.1", "warmup@example.jp"))
     det._geo_cache.clear()
+    del times
+    gc.collect()
     used = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     per_account = used / len(names)
@@ -417,6 +427,7 @@ def test_a_quiet_account_costs_at_most_400_bytes() -> None:
     print(f"quiet account: {per_account:.0f} bytes")
     packed = [a for a in det._accts.values() if isinstance(a, bytes)]
     assert len(packed) >= 4_000
+    assert all(_unpack(a).rknown is not None and len(_unpack(a).rknown or ()) == 32 for a in packed)
 
 
 def test_state_round_trip_continues_identically(tmp_path: Path) -> None:
@@ -530,3 +541,158 @@ def test_explanation_marks_conditions_that_did_not_hold() -> None:
     (finding,) = v.findings
     assert "ips_1h=1 (not >= 100)" in finding.detail
     assert "mails_1h=2 (limit >= 2)" in finding.detail
+
+
+# ------------------------------------------------------------- first-time recipients
+
+
+def mail(t: datetime, ip: str, account: str, *rcpts: str) -> Submission:
+    return Submission(
+        time=t, ip=ip_address(ip), account=account, recipient_count=len(rcpts), recipients=rcpts
+    )
+
+
+def test_first_time_recipients_are_learned_and_counted() -> None:
+    det = Detector(geo=BlockGeo())
+    a = "hana@example.jp"
+    day1 = T0 + timedelta(hours=9)
+    for i, who in enumerate(("mum@example.org", "ken@example.net", "mum@example.org")):
+        det.process(mail(day1 + timedelta(minutes=10 * i), "10.1.0.5", a, who))
+    day2 = T0 + timedelta(days=1, hours=9)
+    # A usual contact (written differently) and a new one: one first-time of two.
+    e = mail(day2, "10.1.0.5", a, "<Mum@Example.ORG>", "aya@example.com")
+    names = ("new_rcpts_1h", "new_rcpts_24h", "new_rcpt_share_1h", "known_rcpts")
+    view = det.check(e).features
+    assert view is not None
+    checked = {n: view[n] for n in names}  # features are computed when read: read them now
+    v = det.process(e)
+    assert v.features is not None
+    for name in names:
+        assert checked[name] == v.features[name], name
+    assert v.features["known_rcpts"] == 2  # mum and ken, before this message
+    assert v.features["new_rcpts_1h"] == 1
+    assert v.features["new_rcpt_share_1h"] == 0.5
+    # the first day's recipients are not counted: the memory was still learning them
+    assert v.features["new_rcpts_24h"] == 1
+    assert v.features["new_rcpt_share_24h"] == 0.5
+    # the second message to aya is no longer first-time
+    v = det.process(mail(day2 + timedelta(minutes=5), "10.1.0.5", a, "aya@example.com"))
+    assert v.features is not None
+    assert (v.features["new_rcpts_1h"], v.features["known_rcpts"]) == (1, 3)
+    assert v.features["new_rcpt_share_1h"] == pytest.approx(1 / 3)
+    # a message without known recipient addresses counts in neither
+    bare = Submission(time=day2 + timedelta(minutes=6), ip=ip_address("10.1.0.5"), account=a)
+    v = det.process(bare)
+    assert v.features is not None
+    assert v.features["new_rcpt_share_1h"] == pytest.approx(1 / 3)
+
+
+def test_recipient_memory_is_bounded_and_forgets_the_least_recently_mailed() -> None:
+    det = Detector(geo=BlockGeo(), config=DetectorConfig(rcpt_memory=8))
+    a = "ken@example.jp"
+    t = T0 + timedelta(hours=9)
+    for i in range(20):
+        det.process(mail(t + timedelta(minutes=i), "10.1.0.5", a, f"c{i}@example.org"))
+    day2 = t + timedelta(days=1)  # recipients count from the account's second day on
+    det.process(mail(day2, "10.1.0.5", a, "c12@example.org"))
+    probe = det.check(mail(day2 + timedelta(minutes=1), "10.1.0.5", a, "c19@example.org"))
+    assert probe.features is not None
+    assert probe.features["known_rcpts"] == 8
+    old = det.check(mail(day2 + timedelta(minutes=1), "10.1.0.5", a, "c0@example.org"))
+    assert old.features is not None
+    # c19 (recent) is remembered; c0 (mailed first, never again) was forgotten
+    assert probe.features["new_rcpts_1h"] == old.features["new_rcpts_1h"] - 1
+    with pytest.raises(ConfigurationError, match="rcpt_memory"):
+        DetectorConfig(rcpt_memory=256)
+
+
+def test_an_abuse_does_not_teach_its_recipients() -> None:
+    """Once flagged, the spam's addresses are not remembered: the owner's contacts stay."""
+    rnd = random.Random(5)
+    det = Detector(geo=BlockGeo())
+    a = "yui@example.jp"
+    contacts = [f"friend{i}@example.org" for i in range(6)]
+    t = T0 + timedelta(hours=9)
+    for i in range(12):
+        det.process(mail(t + timedelta(minutes=40 * i), "10.1.0.5", a, contacts[i % 6]))
+    t = T0 + timedelta(days=1, hours=10)
+    flagged = False
+    for i in range(200):
+        spam = [f"{rnd.getrandbits(40):x}@example.com" for _ in range(3)]
+        v = det.process(mail(t + timedelta(seconds=20 * i), str(bot_ip(rnd)), a, *spam))
+        flagged = flagged or v.level >= Level.ABUSE
+    assert flagged
+    v = det.process(mail(t + timedelta(hours=1, minutes=10), "10.1.0.5", a, contacts[0]))
+    assert v.features is not None
+    assert v.features["new_rcpts_1h"] > 100  # the spam's, counted as first-time
+    # the memory holds the owner's six contacts and the few spam messages before the flag
+    assert 6 <= v.features["known_rcpts"] < 32
+    acct = det._accts[a]
+    assert not isinstance(acct, bytes)
+    assert acct.rknown is not None
+    from authabuse.detector import _rcpt_key
+
+    assert {_rcpt_key(c) for c in contacts} <= set(acct.rknown)
+
+
+def test_recipient_evidence_is_explained() -> None:
+    rules = RuleSet(
+        (
+            Rule(
+                "strangers",
+                when=(F.new_rcpts_1h >= 3) & (F.new_rcpt_share_1h >= 0.9) & (F.known_rcpts >= 1),
+                score=60,
+            ),
+        )
+    )
+    det = Detector(geo=BlockGeo(), rules=rules)
+    a = "mio@example.jp"
+    det.process(mail(T0, "10.1.0.5", a, "mum@example.org"))
+    later = T0 + timedelta(days=1, hours=2)
+    v = det.process(mail(later, "10.1.0.5", a, "x1@a.example", "x2@b.example"))
+    assert v.level == Level.OK
+    v = det.process(mail(later + timedelta(minutes=1), "10.1.0.5", a, "x3@c.example"))
+    assert v.level == Level.SUSPICIOUS
+    detail = v.findings[0].detail
+    assert "new_rcpts_1h=3 (limit >= 3)" in detail
+    assert "recipients 3 of 3 first-time in 1h (3 remembered)" in detail
+    assert v.findings[0].evidence["recipients"]["new"] == 3
+
+
+def _owner_history(account: str, contacts: list[str], rnd: random.Random) -> list[Submission]:
+    """Three days of mail from home to the owner's contacts (a dozen remembered)."""
+    return [mail(t, "10.7.0.9", account, rnd.choice(contacts)) for t in days_of(T0, 3, 6, rnd)]
+
+
+def test_a_short_late_abuse_is_caught_by_its_strangers_and_a_trip_is_not() -> None:
+    """One bot, three messages to harvested addresses: no geography rule can see it."""
+    rnd = random.Random(11)
+    contacts = [f"friend{i}@example.org" for i in range(14)]
+    det = Detector(geo=BlockGeo())
+    # the provider's other customers make Japan the common country
+    names = [f"customer{k}@example.jp" for k in range(40)]
+    history = [e for a in (*names, "abused@example.jp", "tripper@example.jp")
+               for e in _owner_history(a, contacts, rnd)]  # fmt: skip
+    for e in sorted(history, key=lambda e: e.time):
+        det.process(e)
+    assert det.stats.too_late == 0
+    day4 = T0 + timedelta(days=3, hours=10)
+    bot = str(bot_ip(rnd))
+    levels = []
+    for i in range(3):
+        spam = [f"{rnd.getrandbits(40):x}@example.com" for _ in range(6)]
+        v = det.process(mail(day4 + timedelta(minutes=7 * i), bot, "abused@example.jp", *spam))
+        levels.append(v.level)
+    assert levels == [Level.OK, Level.OK, Level.ABUSE]
+    assert [f.rule for f in v.findings] == ["strangers-abroad"]
+    assert "recipients 18 of 18 first-time in 1h" in v.findings[0].detail
+    # The owner abroad (France, a hotel network) writes to the same contacts: not flagged,
+    # even with a few new addresses among them.
+    for i in range(8):
+        rcpts = [rnd.choice(contacts), rnd.choice(contacts)]
+        if i % 3 == 0:
+            rcpts.append(f"guide{i}@example.fr")
+        v = det.process(
+            mail(day4 + timedelta(minutes=5 * i), "11.4.0.7", "tripper@example.jp", *rcpts)
+        )
+        assert v.level == Level.OK, v.findings

@@ -22,7 +22,9 @@ Key layout (``key[0]`` is the subject, the Redis Cluster hash tag):
 key                        kind       what
 =========================  =========  ==============================================
 ``(acct, "S")``            counts     per short bucket: ``m`` mails, ``u`` mails from
-                                      unusual networks, ``r`` recipients, ``f`` failed
+                                      unusual networks, ``r`` recipients, ``ra``
+                                      recipient addresses and ``rn`` those new to
+                                      the account, ``f`` failed
                                       logins, ``c:CC`` / ``n:NET`` events per country
                                       and network, ``nn``/``nw`` and ``cn``/``cw`` new
                                       networks and countries (first seen in the bucket
@@ -37,7 +39,8 @@ key                        kind       what
                                       ``mark_benign``'s usual addresses)
 ``(acct, "rec")``          record     first/last seen, last usual event, the learned
                                       baseline (usual networks and countries, usual
-                                      addresses, peaks), the bucket last learned, the flag
+                                      addresses, peaks), the bucket last learned, the flag,
+                                      ``rk``: the recipients it mailed (fingerprints)
 ``(member, "ipx")``        counts     per long bucket: accounts served (``a:ACCT``),
                                       failed logins (``f``)
 ``(member, "rec")``        record     ``abuse``: until when the address is marked
@@ -71,6 +74,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from array import array
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
@@ -79,6 +83,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from authabuse.counters._store import Op, run_batch
 from authabuse.detector import (
     _POPULAR,
+    _RCPT_STEMS,
     _V6_MARK,
     _Acct,
     _busiest,
@@ -87,6 +92,10 @@ from authabuse.detector import (
     _learned,
     _merged_usual,
     _prefix_net,
+    _rcpt_learned,
+    _rcpt_new,
+    _rcpt_teaches,
+    _rcpt_warm,
     _share_common,
     _share_home,
     _shared,
@@ -306,11 +315,16 @@ class StoreState:
         self.flagged_accounts = 0
         # Recipient domains cost two sketches per message: kept only when a rule reads them.
         self._rdoms = any(split_feature(n)[0] == "rcpt_domains" for n in det.rules.reads)
+        # First-time recipients: the account's remembered recipients and two counts per
+        # window, kept only when a rule reads them too.
+        self._rk = any(split_feature(n)[0] in _RCPT_STEMS for n in det.rules.reads)
         self._features = dict(det._features)
-        if not self._rdoms:
-            for name in self._features:
-                if split_feature(name)[0] == "rcpt_domains":
-                    self._features[name] = _not_kept(name)
+        for name in self._features:
+            stem = split_feature(name)[0]
+            if (stem == "rcpt_domains" and not self._rdoms) or (
+                stem in _RCPT_STEMS and not self._rk
+            ):
+                self._features[name] = _not_kept(name)
 
     # ------------------------------------------------------------------ batches
 
@@ -520,6 +534,9 @@ class StoreState:
         acct.known_ips = tuple(int(k) for k in kips.split(",")) if kips else ()
         acct.peak_mails = int(rec.get("pm", 0))
         acct.peak_ips = int(rec.get("pi", 0))
+        rk = rec.get("rk")
+        if rk:
+            acct.rknown = array("H", (int(k) for k in rk.split(",")))
         if int(rec.get("flagb", -1)) == ctx.lb:
             acct.flag = int(rec.get("flag", 0))
             acct.flag_t = float(rec.get("flagt", 0.0))
@@ -638,7 +655,14 @@ class StoreState:
         popular = read.state._net_popularity.get(ctx.net, 0) >= _POPULAR or (
             read.state._country_home(ctx.cc, True)
         )
-        ops += self._account_writes(ctx, acct, read.rec, rolled, popular)
+        # the recipients are remembered unless the account is flagged today (as compact)
+        learn = (
+            self._rk
+            and bool(ctx.rfps)
+            and (verdict is None or verdict.level == Level.OK)
+            and _rcpt_teaches(acct, ctx)
+        )
+        ops += self._account_writes(ctx, acct, read.rec, rolled, popular, learn=learn)
         if verdict is not None and verdict.level > Level.OK:
             ops += yield from self._flag_writes(ctx, acct, verdict, read.state)
         yield _Post(ops)
@@ -757,6 +781,8 @@ class StoreState:
         rec: dict[str, str],
         rolled: dict[str, str] | None,
         popular: bool = False,
+        *,
+        learn: bool = False,
     ) -> list[Op]:
         a = ctx.account
         assert a is not None  # noqa: S101 - callers check
@@ -780,7 +806,7 @@ class StoreState:
         if kind != _AUTH_FAIL:
             fields["lip"] = str(ctx.member)
             fields["lipb"] = str(ctx.lb)
-        ops: list[Op] = []
+        ops: list[Op] = self._rcpt_writes(ctx, acct, fields, learn=learn)
         if not rec:
             first = {"first": str(int(t))}
             ops.append(("put_record", (a, "rec"), first, t, self._rec_ttl, True, ()))
@@ -818,6 +844,34 @@ class StoreState:
                         (f"f{sb - 2}", f"l{sb - 2}"),
                     )
                 )
+        return ops
+
+    def _rcpt_writes(
+        self, ctx: _Ctx, acct: _Acct, fields: dict[str, str], *, learn: bool
+    ) -> list[Op]:
+        """Return the recipient counts of the message; remember its recipients in ``fields``.
+
+        ``ra``/``rn`` per window bucket: recipient addresses, those the account had not
+        mailed before. ``learn``: the record's ``rk`` takes the recipients (MRU first).
+        """
+        if not (self._rk and ctx.rfps):
+            return []
+        a = ctx.account
+        cfg = self.det.config
+        if learn:
+            known = _rcpt_learned(acct.rknown, ctx.rfps, cfg.rcpt_memory)
+            fields["rk"] = ",".join(map(str, known or ()))
+        if not _rcpt_warm(acct, ctx, cfg.long_window):
+            return []
+        rnew = _rcpt_new(acct.rknown, ctx.rfps)
+        ops: list[Op] = []
+        for key, at in (
+            ((a, "S"), ctx.sb * cfg.short_window),
+            ((a, "L"), ctx.lb * cfg.long_window),
+        ):
+            ops.append(("incr", key, "ra", len(ctx.rfps), at))
+            if rnew:
+                ops.append(("incr", key, "rn", rnew, at))
         return ops
 
     def _abuse_ips(self, ctx: _Ctx, acct: _Acct) -> _Steps[list[int]]:
@@ -1036,6 +1090,8 @@ def _window(prev: dict[str, int], cur: dict[str, int]) -> _SWin:
     w.unusual = prev.get("u", 0) + cur.get("u", 0)
     w.rcpts = prev.get("r", 0) + cur.get("r", 0)
     w.fails = prev.get("f", 0) + cur.get("f", 0)
+    w.raddr = prev.get("ra", 0) + cur.get("ra", 0)
+    w.rnew = prev.get("rn", 0) + cur.get("rn", 0)
     w.nnew = prev.get("nn", 0) + cur.get("nw", 0)
     w.cnew = prev.get("cn", 0) + cur.get("cw", 0)
     w.ccs = ccs or None

@@ -34,6 +34,8 @@ import os
 import struct
 import sys
 import tempfile
+import zlib
+from array import array
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -58,7 +60,7 @@ from authabuse.rules import (
 __all__ = ["Detector", "DetectorConfig", "DetectorStats"]
 
 STATE_MAGIC = "authabuse-detector-state"
-STATE_VERSION = 2  # 2: accounts keep keys on learning probation
+STATE_VERSION = 3  # 2: accounts keep keys on learning probation; 3: recipients it mailed
 
 
 class _Resolver(Protocol):
@@ -81,6 +83,9 @@ class DetectorConfig:
     * ``exact_limit``: distinct sets are exact up to this size, then HyperLogLog sketches
       of ``precision``.
     * ``abuse_ip_ttl``: how long an address of a detected abuse stays marked.
+    * ``rcpt_memory``: recipients an account remembers having mailed (16-bit
+      fingerprints, most recently mailed first; 0 remembers none): what tells a
+      first-time recipient from a usual one.
 
     >>> DetectorConfig(short_window=1800).labels
     ('30m', '24h')
@@ -96,6 +101,7 @@ class DetectorConfig:
     exact_limit: int = 64
     precision: int = 12
     abuse_ip_ttl: float = 7 * 86400.0
+    rcpt_memory: int = 32
 
     def __post_init__(self) -> None:
         for name in ("short_window", "long_window", "max_accounts", "max_ips", "exact_limit"):
@@ -112,6 +118,12 @@ class DetectorConfig:
             raise ConfigurationError("baseline_size must be 1..255")
         if not 4 <= self.precision <= 18:
             raise ConfigurationError("precision must be 4..18")
+        if (
+            isinstance(self.rcpt_memory, bool)
+            or not isinstance(self.rcpt_memory, int)
+            or not 0 <= self.rcpt_memory <= 255
+        ):
+            raise ConfigurationError(f"rcpt_memory must be 0..255, got {self.rcpt_memory!r}")
 
     @property
     def labels(self) -> tuple[str, str]:
@@ -243,8 +255,10 @@ class _Win:
         "mails",
         "nets",
         "nnew",
+        "raddr",
         "rcpts",
         "rdoms",
+        "rnew",
         "summary",
         "unusual",
     )
@@ -261,6 +275,8 @@ class _Win:
         self.ipm: dict[int, list[float]] | None = None  # ip -> [messages, first, last]
         self.rcpts = 0
         self.rdoms: Any = None
+        self.raddr = 0  # recipient addresses known (a message may name none)
+        self.rnew = 0  # ... of them the account had not mailed before (when sent)
         self.fails = 0
         self.summary: tuple[int, dict[str, Any]] | None = None  # (mails then, top lists)
 
@@ -278,14 +294,17 @@ class _Win:
             _d_dump(self.rdoms),
             self.fails,
             None if self.cfor is None else sorted(self.cfor),
+            self.raddr,
+            self.rnew,
         ]
 
     @classmethod
     def load(cls, data: list[Any]) -> _Win:
         w = cls()
         (mails, ips, ccs, nets, w.nnew, w.cnew, w.unusual, ipm, w.rcpts, rdoms, w.fails, cfor) = (
-            data
+            data[:12]
         )
+        w.raddr, w.rnew = int(data[12]), int(data[13])
         w.cfor = None if cfor is None else {str(c) for c in cfor}
         w.mails = mails
         w.ips = _d_load(ips)
@@ -342,6 +361,7 @@ class _Acct:
         "ln",
         "peak_ips",
         "peak_mails",
+        "rknown",
         "sb",
         "sc",
         "sn",
@@ -360,6 +380,8 @@ class _Acct:
         self.trial: tuple[tuple[Any, int], ...] = ()
         self.peak_mails = 0
         self.peak_ips = 0
+        # Recipients the account mailed (16-bit fingerprints), most recently mailed first.
+        self.rknown: array[int] | None = None
         self.flag = 0  # Level value reached in the current long window
         self.flag_t = 0.0
         # short window: bucket index, window covering (b-1, b), window covering b only
@@ -448,10 +470,11 @@ def _learned(  # noqa: PLR0917 - private helper, called in two places the same w
 # ------------------------------------------------------------------ packed accounts
 # An account with nothing in its windows any more is kept as bytes: first seen (u32),
 # last seen (f64), learned peaks (2 x u32), then its usual networks (i64), usual
-# countries (ASCII, 3 bytes), known addresses (2 x u64 each) and the keys on learning
-# probation (bucket u32, kind u8: 0 network, 1 country, key i64).
+# countries (ASCII, 3 bytes), known addresses (2 x u64 each), the keys on learning
+# probation (bucket u32, kind u8: 0 network, 1 country, key i64) and the recipients it
+# mailed (u16 fingerprints).
 
-_PACK_HEAD = struct.Struct("<IddIIBBBB")
+_PACK_HEAD = struct.Struct("<IddIIBBBBB")
 _TRIAL = struct.Struct("<IBq")
 _Q = struct.Struct("<q")
 _QQ = struct.Struct("<QQ")
@@ -473,6 +496,7 @@ def _pack(acct: _Acct) -> bytes:
             len(ccs),
             len(acct.known_ips),
             len(acct.trial),
+            0 if acct.rknown is None else len(acct.rknown),
         )
     ]
     out.extend(_Q.pack(k) for k in nets)
@@ -484,11 +508,13 @@ def _pack(acct: _Acct) -> bytes:
             out.append(_TRIAL.pack(day & 0xFFFFFFFF, 1, code))
         else:
             out.append(_TRIAL.pack(day & 0xFFFFFFFF, 0, k))
+    if acct.rknown:
+        out.append(struct.pack(f"<{len(acct.rknown)}H", *acct.rknown))
     return b"".join(out)
 
 
 def _unpack(data: bytes) -> _Acct:
-    (first, last, last_usual, peak_mails, peak_ips, n_nets, n_ccs, n_ips, n_trial) = (
+    (first, last, last_usual, peak_mails, peak_ips, n_nets, n_ccs, n_ips, n_trial, n_rk) = (
         _PACK_HEAD.unpack_from(data)
     )
     acct = _Acct(last)
@@ -515,6 +541,9 @@ def _unpack(data: bytes) -> _Acct:
             trial.append((sys.intern(cc), day))
         else:
             trial.append((key, day))
+    off += _TRIAL.size * n_trial
+    if n_rk:
+        acct.rknown = array("H", struct.unpack_from(f"<{n_rk}H", data, off))
     acct.trial = tuple(trial)
     acct.usual = tuple(nets + ccs)
     acct.known_ips = tuple(ips)
@@ -562,6 +591,7 @@ class _Ctx:
     kind: int  # 0 submission, 1 auth ok, 2 auth failed
     rcpts: int
     rdoms: tuple[str, ...]
+    rfps: tuple[int, ...]  # the recipients' fingerprints (``_rcpt_key``), each once
     sb: int
     lb: int
 
@@ -570,10 +600,71 @@ _SUB, _AUTH_OK, _AUTH_FAIL = 0, 1, 2
 _V6_MARK = 1 << 64
 
 
+_RCPT_STEMS = frozenset({"new_rcpts", "new_rcpt_share", "known_rcpts"})
 _FAILURE_FEATURES = frozenset(
     {"auth_failed"}
     | {f"{stem}_{w}" for stem in ("auth_failures", "ip_auth_failures") for w in ("1h", "24h")}
 )
+
+
+def _rcpt_key(address: str) -> int:
+    """Return the 16-bit fingerprint a recipient address is remembered by.
+
+    Case and angle brackets do not matter. CRC-32 folded to 16 bits: the same on every
+    process and server (a store shares it); two of an account's 32 remembered
+    recipients collide with a new address 32 times in 65,536.
+    """
+    h = zlib.crc32(address.strip().strip("<>").lower().encode("utf-8", "surrogatepass"))
+    return (h ^ (h >> 16)) & 0xFFFF
+
+
+def _rcpt_keys(recipients: tuple[str, ...]) -> tuple[int, ...]:
+    if not recipients:
+        return ()
+    if len(recipients) == 1:
+        return (_rcpt_key(recipients[0]),)
+    return tuple(dict.fromkeys(_rcpt_key(r) for r in recipients if r))
+
+
+def _rcpt_new(known: array[int] | None, fps: tuple[int, ...]) -> int:
+    """Count the fingerprints ``fps`` that are not in ``known``."""
+    if not fps:
+        return 0
+    if not known:
+        return len(fps)
+    return sum(1 for k in fps if k not in known)
+
+
+def _rcpt_learned(known: array[int] | None, fps: tuple[int, ...], size: int) -> array[int] | None:
+    """Return ``known`` with ``fps`` moved to the front, at most ``size`` long (MRU)."""
+    if not fps or size <= 0:
+        return known
+    out = array("H", fps[:size])
+    if known:
+        out.extend(k for k in known if k not in fps)
+        del out[size:]
+    return out
+
+
+def _rcpt_warm(acct: _Acct | None, ctx: _Ctx, long_window: float) -> bool:
+    """Whether the account's recipients are counted: after a long window of history.
+
+    Before, the memory is still learning the owner's contacts and every one of them
+    would count as first-time (a new customer, or every customer when a detector starts).
+    """
+    return acct is not None and ctx.t - acct.first >= long_window
+
+
+def _rcpt_teaches(acct: _Acct, ctx: _Ctx) -> bool:
+    """Whether a message (judged OK) teaches the account its recipients.
+
+    Any message does, except on a day the account was flagged: an abuse's recipients,
+    harvested addresses that never recur, would push the owner's contacts out of the
+    bounded memory. (Learning only from usual networks was tried: the memory of a VPN
+    user or a new customer then stays nearly empty for days, and the owner's own
+    contacts look first-time.)
+    """
+    return acct.flag == 0
 
 
 def _domain(account: str) -> str | None:
@@ -708,7 +799,7 @@ class Detector:
         self._cc_b = -1
         self._features = self._feature_table()
         self._rules = [(r, _compile(r.when)) for r in self.rules.rules]
-        self._meta: dict[int, tuple[tuple[Any, ...], bool, bool, bool]] = {}
+        self._meta: dict[int, tuple[tuple[Any, ...], bool, bool, bool, bool]] = {}
         # A failed login does not show who holds the password: only rules about failed
         # logins judge it.
         self._fail_rules = [(r, c) for r, c in self._rules if r.when.reads & _FAILURE_FEATURES]
@@ -1044,16 +1135,25 @@ class Detector:
             return self._ok(event, ctx) if want_verdict else None
         acct = self._record_account(ctx)
         if not want_verdict and not self._rules:
+            self._learn_rcpts(acct, ctx)
             return None
         v = self._verdict(ctx, acct, pure=False)
         if v.level > Level.OK:
             self._flagged(ctx, acct, v)
+        else:
+            self._learn_rcpts(acct, ctx)
         return v if want_verdict else None
+
+    def _learn_rcpts(self, acct: _Acct, ctx: _Ctx) -> None:
+        """Remember the message's recipients if it came from the owner (``_rcpt_teaches``)."""
+        if ctx.rfps and _rcpt_teaches(acct, ctx):
+            acct.rknown = _rcpt_learned(acct.rknown, ctx.rfps, self.config.rcpt_memory)
 
     def _context(self, event: Event) -> _Ctx | None:
         if isinstance(event, Submission):
             kind = _SUB
             rdoms = event.recipient_domains()
+            rfps = _rcpt_keys(event.recipients)
             rcpts = (
                 event.recipient_count
                 if event.recipient_count is not None
@@ -1062,6 +1162,7 @@ class Detector:
         elif isinstance(event, AuthAttempt):
             kind = _AUTH_OK if event.succeeded else _AUTH_FAIL
             rdoms = ()
+            rfps = ()
             rcpts = 0
         else:
             self.stats.ignored += 1
@@ -1081,6 +1182,7 @@ class Detector:
             kind=kind,
             rcpts=rcpts,
             rdoms=rdoms,
+            rfps=rfps,
             sb=int(t // self.config.short_window),
             lb=int(t // self.config.long_window),
         )
@@ -1206,9 +1308,10 @@ class Detector:
         )
         if net_usual and ctx.kind != _AUTH_FAIL and ctx.t > acct.last_usual:
             acct.last_usual = ctx.t
+        rnew = _rcpt_new(acct.rknown, ctx.rfps) if _rcpt_warm(acct, ctx, self._lw) else -1
         for w in (acct.sc, acct.sn, acct.lc, acct.ln):
             assert w is not None  # noqa: S101 - _roll creates them
-            self._add(w, ctx, net_usual, cc_usual, short=w is acct.sc or w is acct.sn)
+            self._add(w, ctx, net_usual, cc_usual, rnew, short=w is acct.sc or w is acct.sn)
         return acct
 
     def _sweep(self, t: float) -> None:
@@ -1322,8 +1425,8 @@ class Detector:
         elif isinstance(w.ips, int):
             acct.known_ips = tuple([w.ips] + [k for k in acct.known_ips if k != w.ips])[:4]
 
-    def _add(  # noqa: PLR0912 - the per-event hot path stays one flat function, for speed
-        self, w: _Win, ctx: _Ctx, net_usual: bool, cc_usual: bool, *, short: bool
+    def _add(  # noqa: PLR0912, PLR0915 - the per-event hot path stays one flat function, for speed
+        self, w: _Win, ctx: _Ctx, net_usual: bool, cc_usual: bool, rnew: int, *, short: bool
     ) -> None:
         cfg = self.config
         kind = ctx.kind
@@ -1366,6 +1469,9 @@ class Detector:
         w.rcpts += ctx.rcpts
         for d in ctx.rdoms:
             w.rdoms = _d_add(w.rdoms, d, cfg.exact_limit, cfg.precision)
+        if ctx.rfps and rnew >= 0:
+            w.raddr += len(ctx.rfps)
+            w.rnew += rnew
         if short:
             ipm = w.ipm
             if ipm is None:
@@ -1460,7 +1566,7 @@ class Detector:
             features=view,
         )
 
-    def _rule_meta(self, rule: Any) -> tuple[tuple[Any, ...], bool, bool, bool]:
+    def _rule_meta(self, rule: Any) -> tuple[tuple[Any, ...], bool, bool, bool, bool]:
         """Return what explaining ``rule`` needs that does not change: computed once."""
         meta = self._meta.get(id(rule))
         if meta is None:
@@ -1473,6 +1579,7 @@ class Detector:
                 bool(is_short),
                 any(n.startswith("ip_accounts") for n in reads),
                 any(n.startswith("domain_flagged") for n in reads),
+                any(split_feature(n)[0] in _RCPT_STEMS for n in reads),
             )
             self._meta[id(rule)] = meta
         return meta
@@ -1480,7 +1587,7 @@ class Detector:
     def _finding(self, rule: Any, view: _View) -> Finding:
         parts: list[str] = []
         limits: dict[str, Any] = {}
-        atoms, is_short, wants_ip, wants_domain = self._rule_meta(rule)
+        atoms, is_short, wants_ip, wants_domain, wants_rcpt = self._rule_meta(rule)
         for atom in atoms:
             if isinstance(atom, Compare):
                 value = view[atom.feature]
@@ -1494,7 +1601,7 @@ class Detector:
                 limits[name] = bool(view[name])
         # Everything the explanation needs that later events could change is copied now;
         # the text itself is rendered only if someone reads it.
-        context = view.context(is_short, wants_ip, wants_domain)
+        context = view.context(is_short, wants_ip, wants_domain, wants_rcpt)
         ip, cc = view.ctx.ip, view.ctx.cc
 
         def render() -> tuple[str, dict[str, Any]]:
@@ -1506,6 +1613,12 @@ class Detector:
                 extra.append("countries " + ", ".join(f"{k} {v}" for k, v in full["countries"]))
             if "networks" in full:
                 extra.append("networks " + ", ".join(f"{k} {v}" for k, v in full["networks"]))
+            if "recipients" in full:
+                r = full["recipients"]
+                extra.append(
+                    f"recipients {r['new']} of {r['addresses']} first-time in {r['window']} "
+                    f"({r['remembered']} remembered)"
+                )
             extra.append(f"ip {ip}" + (f" ({cc})" if cc else ""))
             extra.append(f"usually {full.get('usual') or 'none learned yet'}")
             detail = "; ".join(parts + extra)
@@ -1538,7 +1651,7 @@ def _fmt(v: Any) -> str:
 class _View(dict[str, Any]):
     """Feature values for one event, computed on first access."""
 
-    __slots__ = ("acct", "ctx", "det", "geo", "learned", "pure", "raw")
+    __slots__ = ("acct", "ctx", "det", "geo", "learned", "pure", "raw", "rknown")
 
     def __init__(self, det: Detector, ctx: _Ctx, acct: _Acct | None, pure: bool) -> None:
         super().__init__()
@@ -1549,6 +1662,8 @@ class _View(dict[str, Any]):
         self.geo: dict[bool, dict[str, Any]] = {}
         self.raw: dict[bool, tuple[dict[str, int], dict[int, int]] | None] = {}
         self.learned: tuple[tuple[Any, ...], tuple[tuple[Any, int], ...]] | None = None
+        # the recipients remembered before this event (recording it replaces the array)
+        self.rknown = acct.rknown if acct is not None else None
 
     def __missing__(self, name: str) -> Any:
         fn = self.det._features.get(name)
@@ -1645,7 +1760,9 @@ class _View(dict[str, Any]):
         self.geo[is_short] = out
         return out
 
-    def context(self, is_short: bool, wants_ip: bool, wants_domain: bool) -> dict[str, Any]:
+    def context(
+        self, is_short: bool, wants_ip: bool, wants_domain: bool, wants_rcpt: bool = False
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {"_short": is_short}
         self.snapshot(is_short)
         usual = self.usual
@@ -1658,6 +1775,14 @@ class _View(dict[str, Any]):
             dom = self.ctx.account.rpartition("@")[2].lower()
             flagged = self.det._domains.get(dom, {})
             out["domain_flagged"] = sorted(a for a in flagged if a != self.ctx.account)[:10]
+        if wants_rcpt:
+            new, seen = _rcpt_counts(self, is_short)
+            out["recipients"] = {
+                "new": new,
+                "addresses": seen,
+                "remembered": len(self.rknown) if self.rknown else 0,
+                "window": self.det.config.labels[0 if is_short else 1],
+            }
         return out
 
 
@@ -1770,6 +1895,26 @@ def _f_rcpts(v: _View, s: bool) -> int:
     return (w.rcpts if w else 0) + (v.ctx.rcpts if v.pure and v.ctx.kind == _SUB else 0)
 
 
+def _rcpt_counts(v: _View, s: bool) -> tuple[int, int]:
+    """Return the window's ``(new recipients, recipient addresses)``, this message's in."""
+    w = v.win(s)
+    new, seen = (w.rnew, w.raddr) if w else (0, 0)
+    ctx, lw = v.ctx, v.det.config.long_window
+    if v.pure and ctx.kind == _SUB and ctx.rfps and _rcpt_warm(v.acct, ctx, lw):
+        new += _rcpt_new(v.rknown, ctx.rfps)
+        seen += len(ctx.rfps)
+    return new, seen
+
+
+def _f_new_rcpts(v: _View, s: bool) -> int:
+    return _rcpt_counts(v, s)[0]
+
+
+def _f_new_rcpt_share(v: _View, s: bool) -> float:
+    new, seen = _rcpt_counts(v, s)
+    return new / seen if seen else 0.0
+
+
 def _f_auth_failures(v: _View, s: bool) -> int:
     w = v.win(s)
     return (w.fails if w else 0) + (1 if v.pure and v.ctx.kind == _AUTH_FAIL else 0)
@@ -1854,6 +1999,8 @@ _WINDOW_FNS: dict[str, Callable[[_View, bool], Any]] = {
     "ip_rate": _f_ip_rate,
     "rcpt_domains": _f_rcpt_domains,
     "rcpts": _f_rcpts,
+    "new_rcpts": _f_new_rcpts,
+    "new_rcpt_share": _f_new_rcpt_share,
     "auth_failures": _f_auth_failures,
     "ip_auth_failures": _f_ip_auth_failures,
     "ip_accounts": _f_ip_accounts,
@@ -1899,6 +2046,7 @@ _PLAIN_FNS: dict[str, Callable[[_View], Any]] = {
     "recent_new_countries": _recent_new_countries,
     "history_days": _history_days,
     "usual_networks": lambda v: len(v.usual),
+    "known_rcpts": lambda v: len(v.rknown) if v.rknown else 0,
     "peak_ips_day": lambda v: v.acct.peak_ips if v.acct else 0,
     "peak_mails_day": lambda v: v.acct.peak_mails if v.acct else 0,
     "network_usual": lambda v: v.ctx.net in v.usual,
@@ -1946,6 +2094,8 @@ def _wsize(w: _Win | None) -> int:
 def _acct_size(name: str, a: _Acct) -> int:
     size = sys.getsizeof
     total = size(name) + 40 + size(a) + size(a.usual) + size(a.known_ips) + size(a.last)
+    if a.rknown is not None:
+        total += size(a.rknown)
     total += size(a.trial) + sum(size(e) for e in a.trial)
     total += sum(size(k) for k in a.usual if isinstance(k, int) and not -5 <= k <= 256)
     seen: set[int] = set()

@@ -83,6 +83,8 @@ WINDOW_FEATURES: dict[str, str] = {
     "ip_rate": "messages per second from this event's address over its run in the window",
     "rcpt_domains": "distinct recipient domains of the account",
     "rcpts": "recipients addressed by the account",
+    "new_rcpts": "recipients the account had not mailed before (first-time recipients)",
+    "new_rcpt_share": "share of the recipient addresses that were first-time recipients (0..1)",
     "auth_failures": "failed authentications naming the account",
     "ip_auth_failures": "failed authentications from this event's address (any account)",
     "ip_accounts": "distinct accounts seen from this event's source address",
@@ -93,6 +95,7 @@ WINDOW_FEATURES: dict[str, str] = {
 PLAIN_FEATURES: dict[str, str] = {
     "history_days": "days since the account was first seen (baseline maturity)",
     "usual_networks": "networks and countries in the account's learned baseline",
+    "known_rcpts": "recipients the account remembers having mailed (its learned contacts)",
     "peak_ips_day": "learned peak of distinct addresses per day for the account",
     "peak_mails_day": "learned peak of messages per day for the account",
     "domain_accounts": "distinct accounts seen in the account's mail domain",
@@ -1074,6 +1077,19 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
             describe="new foreign countries accumulating over days",
         ),
         Rule(
+            "strangers-abroad",
+            when=unusual
+            & ~F.country_common
+            & ~F.country_usual
+            & ~F.ip_usual
+            & F.baseline_ready
+            & (F.known_rcpts >= 10)
+            & (f("new_rcpts", s) >= 15)
+            & (f("new_rcpt_share", s) >= 0.9),
+            score=100,
+            describe="mail to many first-time recipients from a new foreign network",
+        ),
+        Rule(
             "roaming-spread",
             when=unusual & (f("new_asns", lg) >= 12) & (f("new_countries", lg) >= 6),
             score=100,
@@ -1096,6 +1112,18 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
             when=unusual & F.ip_in_abuse & ~F.ip_usual & private,
             score=100,
             describe="the address took part in a detected abuse",
+        ),
+        Rule(
+            "abuse-ip-strangers",
+            when=unusual
+            & F.ip_in_abuse
+            & ~F.ip_usual
+            & F.baseline_ready
+            & (F.known_rcpts >= 10)
+            & (f("new_rcpts", lg) >= 3)
+            & (f("new_rcpt_share", lg) >= 0.8),
+            score=100,
+            describe="an address of a detected abuse mails first-time recipients",
         ),
         Rule(
             "domain-wave",

@@ -429,3 +429,54 @@ def test_features_no_rule_reads_are_not_kept_but_say_so() -> None:
         assert got.features["rcpt_domains_1h"] == want.features["rcpt_domains_1h"]
         assert _signature(got) == _signature(want)
     assert got.level == Level.SUSPICIOUS
+
+
+def test_first_time_recipients_are_shared_like_the_compact_detectors() -> None:
+    """A rule on first-time recipients: the store keeps them and agrees with compact."""
+    from authabuse.rules import load_rules
+
+    rules = load_rules(
+        "r.toml",
+        text='[[rule]]\nname = "strangers"\n'
+        'when = "new_rcpts_24h >= 6 & new_rcpt_share_1h >= 0.8 & known_rcpts >= 2"\n'
+        "score = 100\n",
+    )
+    store = MemoryStore(retention=TWO_DAYS)
+    two = [Detector(geo=_Countries(), rules=rules, store=store) for _ in range(2)]
+    ref = Detector(geo=_Countries(), rules=rules)
+    names = ("new_rcpts_1h", "new_rcpts_24h", "new_rcpt_share_1h", "new_rcpt_share_24h")
+    events: list[tuple[int, str, tuple[str, ...]]] = []
+    for i, who in enumerate(("mum", "ken", "Mum", "aya", "ken")):  # the owner, at home
+        events.append((60 * i, "11.0.0.5", (f"{who}@example.org",)))
+    for i in range(4):  # the password used from Brazil: strangers, three a message
+        spam = tuple(f"s{i}{k}@example.com" for k in range(3))
+        events.append((3600 * 26 + 60 * i, "11.1.0.9", spam))
+    verdicts = []
+    for n, (dt, ip, rcpts) in enumerate(events):
+        e = Submission(
+            time=T0 + timedelta(seconds=dt),
+            ip=parse_ip(ip),
+            account="mallory@example.jp",
+            recipient_count=len(rcpts),
+            recipients=rcpts,
+        )
+        got, want = two[n % 2].process(e), ref.process(e)
+        for name in (*names, "known_rcpts"):
+            assert got.features[name] == want.features[name], (n, name)
+        assert _signature(got) == _signature(want)
+        assert [f.detail for f in got.findings] == [f.detail for f in want.findings]
+        verdicts.append(got)
+    assert verdicts[4].features["known_rcpts"] == 3  # mum, ken, aya: case does not matter
+    assert [v.level for v in verdicts[5:]] == [Level.OK, Level.ABUSE, Level.ABUSE, Level.ABUSE]
+    # the owner's first day is not counted (the memory was learning); the first spam
+    # message, not flagged, taught its three strangers
+    assert verdicts[6].features["new_rcpts_24h"] == 6
+    assert "recipients 6 of 6 first-time in 1h (6 remembered)" in verdicts[6].findings[0].detail
+    # without a rule reading them, the store keeps no recipients and says so
+    other = load_rules(
+        "o.toml", text='[[rule]]\nname = "many"\nwhen = "ips_1h >= 50"\nscore = 60\n'
+    )
+    plain = Detector(geo=_Countries(), rules=other, store=MemoryStore(retention=TWO_DAYS))
+    v = plain.process(_sub(0, "11.0.0.5"))
+    with pytest.raises(ConfigurationError, match="no rule reads it"):
+        v.features["new_rcpts_1h"]
