@@ -1083,7 +1083,6 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
             & ~F.country_usual
             & ~F.ip_usual
             & F.baseline_ready
-            & (F.known_rcpts >= 10)
             & (f("new_rcpts", s) >= 15)
             & (f("new_rcpt_share", s) >= 0.9),
             score=100,
