@@ -44,7 +44,7 @@ from authabuse.errors import InvalidEventError
 from authabuse.events import AuthAttempt, Delivery, Event, Submission
 
 from ._common import LineError, Pending, ip_or_bad
-from ._fast import MAX_ACCOUNT, new_auth, new_delivery
+from ._fast import MAX_ACCOUNT, AuthTwin, DeliveryTwin, new_auth
 from ._postfix import _NOT_ATTACKS, auth_failures
 
 if TYPE_CHECKING:
@@ -173,6 +173,9 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
     max_pending = ctx.max_pending
     max_rcpts = ctx.max_rcpts
     append = out.append
+    new_object = object.__new__
+    delivery_twin = DeliveryTwin
+    auth_twin = AuthTwin
     status_k, skip1_k, skip2_k, cuser_k = _STATUS, _SKIP1, _SKIP2, _CUSER
     nrcpt_k, rm_k, dall_k, dtotal_k, other_k = _NRCPT, _RM, _DALL, _DTOTAL, _OTHER
 
@@ -209,7 +212,17 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                     if st != last:
                         when = bsd_get(st) or stamp(parser, st, out)  # unchanged if it raises
                         last = st
-                    append(new_delivery(when, qid, rcpt, status, relay, dsn, host))
+                    # _fast.new_delivery, inlined (see _fast.py: same slots, then the class)
+                    delivery = new_object(delivery_twin)
+                    delivery.time = when
+                    delivery.queue_id = qid
+                    delivery.recipient = rcpt
+                    delivery.status = status
+                    delivery.relay = relay
+                    delivery.dsn = dsn
+                    delivery.server = host
+                    delivery.__class__ = Delivery  # type: ignore[assignment]  # same layout
+                    append(delivery)  # type: ignore[arg-type]  # a Delivery now
                     n_delivery += 1
                     key = (host, qid)
                     msg = pending_get(key)
@@ -220,7 +233,10 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                         nrcpt = msg.recipient_count
                         if nrcpt is not None and len(rcpts) >= nrcpt:
                             del pending[key]
-                            append(msg.event())
+                            # Pending.event, inlined (the count is known here)
+                            msg.recipients = tuple(rcpts)  # type: ignore[assignment]  # final
+                            msg.__class__ = Submission  # type: ignore[assignment]  # same layout
+                            append(msg)  # type: ignore[arg-type]  # a Submission now
                     used += 1
                 elif k == skip1_k or k == skip2_k:  # noqa: PLR1714, SIM109  # no tuple built
                     continue
@@ -239,14 +255,34 @@ def feed_block(parser: LogParser, text: str, count: int, out: list[Event]) -> in
                         authed[key] = account
                         if len(authed) > max_sessions:
                             del authed[next(iter(authed))]
-                        service = svc or "smtp"
-                        append(new_auth(when, ip, True, account, 1, mechanism, service, host, qid))
+                        login = new_object(auth_twin)  # _fast.new_auth, inlined
+                        login.time = when
+                        login.ip = ip
+                        login.succeeded = True
+                        login.account = account
+                        login.attempts = 1
+                        login.mechanism = mechanism
+                        login.service = svc or "smtp"
+                        login.server = host
+                        login.session = qid
+                        login.__class__ = AuthAttempt  # type: ignore[assignment]  # same layout
+                        append(login)  # type: ignore[arg-type]  # an AuthAttempt now
                         n_auth += 1
+                    msg = new_object(Pending)  # Pending(...), inlined (account checked above)
+                    msg.time = when
+                    msg.ip = ip
+                    msg.account = account
+                    msg.server = host
+                    msg.queue_id = qid
+                    msg.sender = None
+                    msg.recipient_count = None
+                    msg.recipients = []
+                    msg.size = None
                     key = (host, qid)
                     if key in pending or len(pending) >= max_pending:
-                        ctx.add_pending(key, Pending(when, ip, account, host, qid), out)
+                        ctx.add_pending(key, msg, out)
                     else:
-                        pending[key] = Pending(when, ip, account, host, qid)
+                        pending[key] = msg
                     used += 1
                 elif k == nrcpt_k:  # qmgr from=: postfix._qmgr
                     st, host, qid = m.group(1, 2, _QID)
