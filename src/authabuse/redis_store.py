@@ -459,7 +459,9 @@ class RedisStore:
             if type(at) is not int and (type(at) is not float or at - at != 0.0):
                 at = self._check_time(at)
             slice_no = math.floor(at / self._slice)
-            base = self._base(key)
+            base = self._bases.get(key) if type(key) is tuple else None
+            if base is None:
+                base = self._base(key)
             return name, (base + ":m:0", f"{base}:c:{slice_no}", slice_no, field, amount)
         if name == "count_distinct":
             key, at, window = op[1], op[2], op[3]
