@@ -139,10 +139,11 @@ def test_digineo_ipv6_submission_flow_exact() -> None:
         "out@example.org",
         "submission",
     )
-    # EB4B2C19E2 (kumina's line) never completes in this file: emitted at end of input
+    # EB4B2C19E2 (kumina's line, Oct 30) never completes in this file. The file's next
+    # stamp is Feb 11, months back: a new year began (2022), so the join expired.
     assert subs["EB4B2C19E2"].account == "user@domain"
     assert subs["EB4B2C19E2"].recipient_count is None
-    assert stats.unfinished_joins == 1
+    assert (stats.expired_joins, stats.unfinished_joins) == (1, 0)
     # the Cyrus "SASL authentication failure" lines carry no client: not events, not errors
     assert stats.malformed == 0
 
@@ -409,6 +410,24 @@ def test_year_rollover_and_zones() -> None:
     assert events[0].time.utcoffset() == timedelta(hours=-5)
 
 
+@pytest.mark.parametrize("fmt", ["auto", "postfix"])
+def test_a_stamp_seen_again_a_year_later_is_next_years(fmt: str) -> None:
+    """A sparse log: the same stamp text months apart is not answered from a cache."""
+    line = (
+        "{} mx postfix/submission/smtpd[7]: 4F1A2B3C: client=a[192.0.2.{}], "
+        "sasl_method=PLAIN, sasl_username=u{}@example.jp\n"
+    )
+    stamps = ["Jan  5 10:00:00", "Apr  1 00:00:00", "Aug  1 00:00:00", "Jan  5 10:00:00"]
+    log = "".join(line.format(s, i, i) for i, s in enumerate(stamps)).encode()
+    events, _ = parse(log, year=2024, tz="UTC", format=fmt)
+    assert [e.time.date().isoformat() for e in of(events, AuthAttempt)] == [
+        "2024-01-05",
+        "2024-04-01",
+        "2024-08-01",
+        "2025-01-05",
+    ]
+
+
 @pytest.mark.parametrize(
     ("stamp", "expected"),
     [
@@ -609,14 +628,18 @@ _CLOCK_STAMPS = st.builds(
     ["Jan  1 02:30:00", "Mar  1 02:30:00", "Jun  1 02:30:00", "Oct  1 02:30:00", "Jan  1 02:30:09"],
     "UTC",
 )
+@example(  # a stamp seen before, after the months moved on: a new year, and the month runs
+    ["Jan  5 10:00:00", "Apr  1 00:00:00", "Aug  1 00:00:00", "Jan  5 10:00:00"],
+    "UTC",
+)
 @settings(max_examples=300, deadline=None)
 def test_clock_caches_give_what_parsing_each_stamp_afresh_gives(
     stamps: list[str], zone: str
 ) -> None:
-    """The per-minute cache changes no answer and no year (rollover, step back, DST).
+    """The clock's caches change no answer and no year (rollover, step back, DST).
 
-    ``fresh`` forgets its minutes before every stamp (the clock as it was before that
-    cache); both keep the per-stamp cache, whose hits leave the running month alone.
+    ``fresh`` forgets its minutes and stamps before every stamp: each is parsed afresh.
+    A cached stamp seen again after the months moved on by more than six is a new year's.
     """
     from zoneinfo import ZoneInfo
 
@@ -626,6 +649,7 @@ def test_clock_caches_give_what_parsing_each_stamp_afresh_gives(
     cached, fresh = SyslogClock(year=2025, tz=tz), SyslogClock(year=2025, tz=tz)
     for stamp in stamps:
         fresh._minutes.clear()
+        fresh.bsd_cache.clear()
         try:
             expected: datetime | str = fresh.bsd(stamp)
         except ValueError as exc:

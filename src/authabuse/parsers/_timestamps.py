@@ -137,25 +137,24 @@ class SyslogClock:
         self._last_month = 0
         self.bsd_cache: dict[str, datetime] = {}
         self._iso_cache: dict[str, datetime] = {}
-        # "Mmm dd hh:mm" -> (that minute's wall time, before folding; its month)
-        self._minutes: dict[str, tuple[datetime, int]] = {}
+        # "Mmm dd hh:mm" -> that minute's wall time, before folding (running month only)
+        self._minutes: dict[str, datetime] = {}
 
     def bsd(self, stamp: str) -> datetime:
         """Parse ``Mmm dd hh:mm:ss`` (day space-, zero- or un-padded); ``ValueError`` if bad.
 
-        A stamp of a minute already parsed (a log moves on one second at a time) is that
-        minute plus its seconds, after the same year check as any other stamp.
+        A stamp already parsed, or of a minute already parsed (a log moves on one second
+        at a time), is answered from a cache, after the same year check as any other stamp.
         """
+        # Both caches hold stamps of the running month only (they are emptied when it
+        # changes), so a hit needs no year check; the parsers' fast paths read bsd_cache.
         cached = self.bsd_cache.get(stamp)
         if cached is not None:
             return cached
-        minute = self._minutes.get(stamp[:-3])
-        if minute is not None and stamp[-3] == ":":
+        base = self._minutes.get(stamp[:-3])
+        if base is not None and stamp[-3] == ":":
             second = _SECONDS.get(stamp[-2:])
-            base, same = minute
-            last = self._last_month
-            if second is not None and last - 6 <= same <= last + 6:  # no year change
-                self._last_month = same
+            if second is not None:
                 value = base + second
                 if not self._fixed:
                     value = _normalize(value)
@@ -182,7 +181,10 @@ class SyslogClock:
             # for this line only, keeping the running year.
             value = datetime(self.year - 1, month, day, int(hh), int(mm), int(ss), tzinfo=self.tz)
             return _normalize(value)
-        self._last_month = month
+        if month != self._last_month:
+            self._last_month = month
+            self.bsd_cache.clear()
+            self._minutes.clear()
         wall = datetime(self.year, month, day, int(hh), int(mm), int(ss), tzinfo=self.tz)
         value = _normalize(wall)
         if len(self.bsd_cache) >= _CACHE_MAX:
@@ -192,7 +194,7 @@ class SyslogClock:
         if second is not None and len(rest[1]) == 8 and stamp[-3] == ":":  # "hh:mm:ss"
             if len(self._minutes) >= _CACHE_MAX:
                 self._minutes.clear()
-            self._minutes[stamp[:-3]] = (wall - second, month)  # stamp[:-3]: the minute
+            self._minutes[stamp[:-3]] = wall - second  # stamp[:-3]: the minute
         return value
 
     def iso(self, stamp: str) -> datetime:
