@@ -696,3 +696,31 @@ def test_a_short_late_abuse_is_caught_by_its_strangers_and_a_trip_is_not() -> No
             mail(day4 + timedelta(minutes=5 * i), "11.4.0.7", "tripper@example.jp", *rcpts)
         )
         assert v.level == Level.OK, v.findings
+
+
+def test_a_burst_on_an_accounts_first_day_is_caught_when_its_mail_came_from_elsewhere() -> None:
+    """No baseline yet: a domestic server's burst is judged by what the day showed.
+
+    A new customer's own bulk sender (one network all day) keeps the benefit of the
+    doubt; an account that mailed from its office all morning and then bursts from a
+    server elsewhere does not.
+    """
+    det = Detector(geo=BlockGeo())
+    names = [f"customer{k}@example.jp" for k in range(40)]
+    rnd = random.Random(3)
+    history = [e for a in names for e in _owner_history(a, ["x@example.org"], rnd)]
+    for e in sorted(history, key=lambda e: e.time):
+        det.process(e)
+    day = T0 + timedelta(days=3)
+    office, news = "staff@example.co.jp", "news@shop.example.jp"
+    for i in range(4):  # the morning at the office
+        det.process(mail(day + timedelta(hours=9, minutes=20 * i), "10.9.0.4", office, "a@b.jp"))
+    levels = {office: Level.OK, news: Level.OK}
+    t = day + timedelta(hours=12)
+    for i in range(120):  # two servers in one domestic hosting network, 2 a second each
+        at = t + timedelta(seconds=i / 2)
+        v = det.process(mail(at, "10.44.0.7", office, f"{rnd.getrandbits(40):x}@example.com"))
+        levels[office] = max(levels[office], v.level)
+        v = det.process(mail(at, "10.45.0.8", news, f"m{i:05d}@example.net"))
+        levels[news] = max(levels[news], v.level)
+    assert levels == {office: Level.ABUSE, news: Level.OK}

@@ -1017,7 +1017,12 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
             & (f("ip_mails", s) >= 5)
             & (f("ip_rate", s) >= 0.5)
             & ~F.ip_usual
-            & (F.baseline_ready | ~F.country_common | (F.domain_accounts >= 100)),
+            & (
+                F.baseline_ready
+                | ~F.country_common
+                | (F.domain_accounts >= 100)
+                | (f("asns", lg) >= 2) & (f("ip_mails", s) >= 50)
+            ),
             score=100,
             describe="one new address sending several messages per second",
         ),
