@@ -797,11 +797,7 @@ class RedisStore:
         link = self._link
         if link is None:
             if self._bound is not None:
-                self._reconnect_soon()
-                ops = list(ops)
-                for op in ops:
-                    self._plan(op)  # validated as batch() would
-                return self._local.batch(ops)
+                return self._run_locally(ops)
             return self.batch(ops)
         ops = list(ops)
         plan = [self._plan(op) for op in ops]
@@ -810,6 +806,14 @@ class RedisStore:
         commands, shape = self._encode(plan)
         link.push(ops, commands, shape, done, arg)
         return None
+
+    def _run_locally(self, ops: Sequence[Op]) -> list[Any]:
+        """Bound to a loop with Redis down: validate as :meth:`batch` would, run locally."""
+        self._reconnect_soon()
+        ops = list(ops)
+        for op in ops:
+            self._plan(op)
+        return self._local.batch(ops)
 
     def post(self, ops: Sequence[Op]) -> None:
         """:meth:`send` without blocking the loop: written with this loop iteration's batch.
@@ -820,11 +824,7 @@ class RedisStore:
         link = self._link
         if link is None:
             if self._bound is not None:
-                self._reconnect_soon()
-                ops = list(ops)
-                for op in ops:
-                    self._plan(op)
-                self._local.batch(ops)
+                self._run_locally(ops)
                 return
             self.send(ops)
             return

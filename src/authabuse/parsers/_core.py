@@ -375,14 +375,7 @@ class LogParser:
                 when = self.clock.tai64n(tai or "")
         except ValueError:
             raise LineError(f"bad time stamp {(bsd or iso or tai)!r}") from None
-        ctx = self._ctx
-        check = ctx.check_at
-        if check is None or when >= check:
-            ctx.tick(when, out)
-            self.stats.expired_joins = ctx.expired
-        else:  # Context.tick's common case
-            ctx.now = when
-        return when
+        return self._moved_to(when, out)
 
     def _bsd_stamp(self, text: str, out: list[Event]) -> datetime:
         """:meth:`_stamp` for a BSD stamp (the fast path's cache misses come here)."""
@@ -390,14 +383,7 @@ class LogParser:
             when = self.clock.bsd(text)
         except ValueError:
             raise LineError(f"bad time stamp {text!r}") from None
-        ctx = self._ctx
-        check = ctx.check_at
-        if check is None or when >= check:
-            ctx.tick(when, out)
-            self.stats.expired_joins = ctx.expired
-        else:  # Context.tick's common case
-            ctx.now = when
-        return when
+        return self._moved_to(when, out)
 
     def _iso_stamp(self, text: str, out: list[Event]) -> datetime:
         """:meth:`_stamp` for an RFC 3339 stamp (the fast path's RFC 3339 lines come here)."""
@@ -410,6 +396,10 @@ class LogParser:
             self._ctx.now = when
             return when
         self._iso_second = second
+        return self._moved_to(when, out)
+
+    def _moved_to(self, when: datetime, out: list[Event]) -> datetime:
+        """Set the joins' clock to ``when``, expiring old joins when it passed a check."""
         ctx = self._ctx
         check = ctx.check_at
         if check is None or when >= check:
