@@ -178,19 +178,20 @@ class LoopRunner:
 
     def check(self, event: Submission | AuthAttempt) -> Any:
         """:meth:`Detector.check <authabuse.detector.Detector.check>`, maybe a Future."""
-        state = self.state
-        state._runner = self
-        try:
-            return self.det.check(event)
-        finally:
-            state._runner = None
+        return self._through_loop(self.det.check, event)
 
     def process(self, event: Submission | AuthAttempt) -> Any:
         """:meth:`Detector.process <authabuse.detector.Detector.process>`, maybe a Future."""
+        return self._through_loop(self.det.process, event)
+
+    def _through_loop(
+        self, call: Callable[[Submission | AuthAttempt], Any], event: Submission | AuthAttempt
+    ) -> Any:
+        """Run a detector call with this runner driving its store steps on the loop."""
         state = self.state
         state._runner = self
         try:
-            return self.det.process(event)
+            return call(event)
         finally:
             state._runner = None
 
