@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from authabuse.detector import STATE_VERSION, Detector, DetectorConfig, _unpack
 from authabuse.errors import ConfigurationError, CorruptDataError, IncompatibleError
 from authabuse.events import AuthAttempt, Delivery, Event, Submission
-from authabuse.rules import Allowlist, F, Level, Rule, RuleSet, default_rules
+from authabuse.rules import Allowlist, Condition, F, Level, Rule, RuleSet, default_rules
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -724,3 +724,90 @@ def test_a_burst_on_an_accounts_first_day_is_caught_when_its_mail_came_from_else
         v = det.process(mail(at, "10.45.0.8", news, f"m{i:05d}@example.net"))
         levels[news] = max(levels[news], v.level)
     assert levels == {office: Level.ABUSE, news: Level.OK}
+
+
+# The detector compiles its rules into a plan (shared first parts tested once, costly
+# parts of an ``&`` last, features fetched up front): it must fire exactly the rules
+# that evaluating each rule's condition on the event's features fires.
+_PLAN_FLAGS = ["network_usual", "ip_usual", "country_common", "is_submission", "baseline_ready"]
+_PLAN_NUMBERS = [
+    "ips_1h",
+    "countries_1h",
+    "new_asns_1h",
+    "ip_mails_1h",
+    "mails_24h",
+    "new_countries_24h",
+    "auth_failures_1h",
+    "ip_accounts_24h",
+    "domain_accounts",
+    "recent_new_countries",
+    "usual_countries",
+]
+_atoms = st.one_of(
+    st.sampled_from(_PLAN_FLAGS).map(lambda n: getattr(F, n)),
+    st.sampled_from(_PLAN_FLAGS).map(lambda n: ~getattr(F, n)),
+    st.builds(
+        lambda n, op, x: {">=": getattr(F, n) >= x, "<": getattr(F, n) < x}[op],
+        st.sampled_from(_PLAN_NUMBERS),
+        st.sampled_from([">=", "<"]),
+        st.integers(0, 4),
+    ),
+)
+_conditions = st.recursive(
+    _atoms,
+    lambda inner: st.one_of(
+        st.builds(lambda a, b: a & b, inner, inner),
+        st.builds(lambda a, b: a | b, inner, inner),
+        inner.map(lambda c: ~c),
+    ),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.booleans(), _conditions), min_size=1, max_size=8),
+    st.sampled_from([~F.network_usual, F.is_submission, F.countries_1h >= 1]),
+    event_times,
+)
+def test_compiled_rules_fire_as_the_rules_one_by_one(
+    conds: list[tuple[bool, Condition]], guard: Condition, items: list[tuple[int, int, int, str]]
+) -> None:
+    rules = tuple(
+        Rule(f"r{i}", when=(guard & c) if shared else c, score=10)
+        for i, (shared, c) in enumerate(conds)
+    )
+    det = Detector(geo=BlockGeo(), rules=RuleSet(rules), config=DetectorConfig(exact_limit=8))
+    fail_rules = [r for r in rules if r.when.reads & {"auth_failures_1h"}]
+    for sec, ipn, acct, kind in sorted(items):
+        t = T0 + timedelta(seconds=sec)
+        ip = IPv4Address((37 << 24) | (ipn << 16) | 5) if ipn % 3 else IPv4Address((10 << 24) | ipn)
+        e: Event
+        if kind == "s":
+            e = sub(t, ip, f"u{acct}@example.jp")
+        else:
+            e = AuthAttempt(time=t, ip=ip, account=f"u{acct}@example.jp", succeeded=kind == "ok")
+        v = det.process(e)
+        judged = fail_rules if kind == "fail" else rules
+        # features the plan did not compute are computed now, on the same state
+        expected = [r.name for r in judged if r.when.evaluate(v.features)]
+        assert [f.rule for f in v.findings] == expected
+        assert v.score == 10.0 * len(expected)
+
+
+def test_verdicts_are_built_as_the_dataclass_builds_them() -> None:
+    from dataclasses import fields
+
+    from authabuse.detector import _new_verdict
+    from authabuse.rules import Finding, Verdict
+
+    args = ("a@example.jp", Level.ABUSE, 130.0, (Finding("burst", 100.0, "x"),), T0)
+    more = ("192.0.2.1", "block", "PL", {"ips_1h": 3})
+    made = _new_verdict(*args, *more)
+    built = Verdict(*args, *more)
+    assert type(made) is Verdict
+    for f in fields(Verdict):
+        assert getattr(made, f.name) == getattr(built, f.name), f.name
+    assert made == built
+    with pytest.raises(AttributeError):
+        made.level = Level.OK  # type: ignore[misc]  # frozen, as the dataclass

@@ -24,28 +24,29 @@ Time comes from the events only, so replaying a log gives the same verdicts ever
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import heapq
 import json
 import math
-import operator
 import os
 import struct
 import sys
 import tempfile
 import zlib
 from array import array
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
+from socket import inet_ntoa
 from typing import Any, Protocol
 
 from authabuse.counters import HyperLogLog
 from authabuse.errors import ConfigurationError, CorruptDataError, IncompatibleError
-from authabuse.events import AuthAttempt, Event, Submission
+from authabuse.events import AuthAttempt, Delivery, Event, Submission
 from authabuse.rules import (
     Compare,
     Finding,
@@ -674,24 +675,47 @@ def _domain(account: str) -> str | None:
     return account.rpartition("@")[2].lower() or None
 
 
-def _compile(cond: Any) -> Callable[[Mapping[str, Any]], bool]:
-    """Turn a condition into nested closures (no per-call generator or method lookups)."""
+def _compile(cond: Any) -> Callable[[Mapping[str, Any]], Any]:  # noqa: PLR0911, PLR0912 - one closure per case
+    """Turn a condition into nested closures whose result has the condition's truth value.
+
+    Comparisons with their operator inlined, ``~flag`` in one closure, short ``&``/``|``
+    unrolled: no per-call generator, method or ``operator`` lookups.
+    """
     from authabuse.rules import All, AnyOf, Flag, Not
 
-    if isinstance(cond, Compare):
-        name, limit = cond.feature, cond.value
-        op = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
-              "==": operator.eq, "!=": operator.ne}[cond.op]  # fmt: skip
-        return lambda v: op(v[name], limit)
-    if isinstance(cond, Flag):
+    if type(cond) is Compare:
+        name, limit, op = cond.feature, cond.value, cond.op
+        if op == ">=":
+            return lambda v: v[name] >= limit
+        if op == ">":
+            return lambda v: v[name] > limit
+        if op == "<=":
+            return lambda v: v[name] <= limit
+        if op == "<":
+            return lambda v: v[name] < limit
+        if op == "==":
+            return lambda v: v[name] == limit
+        return lambda v: v[name] != limit
+    if type(cond) is Flag:
         flag = cond.feature
-        return lambda v: bool(v[flag])
-    if isinstance(cond, Not):
+        return lambda v: v[flag]
+    if type(cond) is Not:
+        if type(cond.part) is Flag:
+            flag = cond.part.feature
+            return lambda v: not v[flag]
         inner = _compile(cond.part)
         return lambda v: not inner(v)
-    if isinstance(cond, All | AnyOf):
+    if type(cond) is All or type(cond) is AnyOf:
         parts = tuple(_compile(p) for p in cond.parts)
-        if isinstance(cond, All):
+        if len(parts) == 1:
+            return parts[0]
+        if type(cond) is All:
+            if len(parts) == 2:
+                a, b = parts
+                return lambda v: a(v) and b(v)
+            if len(parts) == 3:
+                a, b, c = parts
+                return lambda v: a(v) and b(v) and c(v)
 
             def all_of(v: Mapping[str, Any]) -> bool:
                 for p in parts:  # noqa: SIM110 - a plain loop: no generator per call
@@ -700,6 +724,9 @@ def _compile(cond: Any) -> Callable[[Mapping[str, Any]], bool]:
                 return True
 
             return all_of
+        if len(parts) == 2:
+            a, b = parts
+            return lambda v: a(v) or b(v)
 
         def any_of(v: Mapping[str, Any]) -> bool:
             for p in parts:  # noqa: SIM110 - a plain loop: no generator per call
@@ -711,11 +738,176 @@ def _compile(cond: Any) -> Callable[[Mapping[str, Any]], bool]:
     return cond.evaluate  # type: ignore[no-any-return]  # a user-defined Condition subclass
 
 
+_GUARDS_MAX = 6  # shared first conditions a plan tests up front (a table of 2**6 rule lists)
+# Features whose computation walks a table or builds a set: a rule's ``&`` tests them last.
+_COSTLY = frozenset({"domain_flagged", "domain_accounts", "recent_new_countries", "rcpt_domains"})
+
+_Test = Callable[[Mapping[str, Any]], Any]
+# what explaining a rule needs: atoms, their features, short window?, wants the address's
+# accounts, the domain's flagged accounts, recipient counts
+_Meta = tuple[tuple[Any, ...], tuple[str, ...], bool, bool, bool, bool]
+_Fetch = tuple[tuple[str, Callable[[Any], Any]], ...]
+
+
+class _Plan:
+    """A rule list compiled for :meth:`Detector._verdict` (see :func:`_plan`)."""
+
+    __slots__ = ("fetch", "guards", "table")
+
+    def __init__(
+        self,
+        fetch: _Fetch,
+        guards: tuple[_Test, ...],
+        table: list[tuple[_Fetch, tuple[tuple[Any, _Test | None], ...]]],
+    ) -> None:
+        self.fetch = fetch  # features every event reads (guards, unguarded rules' first)
+        self.guards = guards
+        self.table = table  # guard bits -> (features then read for sure, rules left)
+
+
+def _plan(rules: Iterable[Any], features: Mapping[str, Callable[[Any], Any]]) -> _Plan:
+    """Compile a rule list into a :class:`_Plan`: evaluated as the rules one by one.
+
+    * A condition that starts several rules (the default set starts 15 of its 17 with
+      ``~network_usual``) is a *guard*: tested once per event, not once per rule. The
+      guards' results, as bits, index ``table``: the rules that can still fire, in their
+      order, each with what is left of its condition (``None``: nothing).
+    * Within a rule's ``&``, parts reading a costly feature (``_COSTLY``) go last.
+    * Features a verdict reads for sure (a guard's, the first one of every rule still
+      to be tested) are computed up front in one loop, not on a first lookup each.
+
+    None of this changes a verdict: features are pure functions of the event and the
+    state (computed once per event and kept), so ``a & b`` holds exactly when ``b & a``
+    does, and a shared first part tested once gives each rule the value it would have
+    computed itself. Only conditions built from the rules module's own classes are
+    shared or reordered (a user-defined ``Condition`` subclass may not be pure).
+    """
+    from authabuse.rules import All, AnyOf, Flag, Not
+
+    def pure(c: Any) -> bool:
+        if type(c) is Compare or type(c) is Flag:
+            return True
+        if type(c) is Not:
+            return pure(c.part)
+        if type(c) is All or type(c) is AnyOf:
+            return all(pure(p) for p in c.parts)
+        return False
+
+    def costly(c: Any) -> bool:
+        return any(split_feature(n)[0] in _COSTLY for n in c.reads)
+
+    def ordered(parts: tuple[Any, ...]) -> tuple[Any, ...]:
+        if len(parts) < 2 or not all(pure(p) for p in parts):
+            return parts
+        return tuple(p for p in parts if not costly(p)) + tuple(p for p in parts if costly(p))
+
+    def first_read(c: Any) -> str | None:
+        """Return the feature a condition reads first, whatever the values."""
+        if type(c) is Compare or type(c) is Flag:
+            return c.feature
+        if type(c) is Not:
+            return first_read(c.part)
+        if type(c) is All or type(c) is AnyOf:
+            return first_read(c.parts[0])
+        return None
+
+    def fetch(conds: Iterable[Any], done: set[str]) -> _Fetch:
+        out: list[tuple[str, Callable[[Any], Any]]] = []
+        for c in conds:
+            name = first_read(c)
+            fn = features.get(name) if name is not None else None
+            if name is not None and fn is not None and name not in done:
+                done.add(name)
+                out.append((name, fn))
+        return tuple(out)
+
+    split: list[tuple[Any, Any, tuple[Any, ...]]] = []
+    uses: dict[Any, int] = {}
+    for r in rules:
+        parts = r.when.parts if type(r.when) is All else (r.when,)
+        first = parts[0]
+        if pure(first):
+            uses[first] = uses.get(first, 0) + 1
+        split.append((r, first, parts[1:]))
+    guards = [c for c, n in uses.items() if n >= 2][:_GUARDS_MAX]
+    entries: list[tuple[Any, int, Any]] = []
+    for r, first, rest in split:
+        if first in guards:
+            parts = ordered(rest)
+            bit = 1 << guards.index(first)
+        else:
+            parts = ordered((first, *rest))
+            bit = 0
+        cond = None if not parts else parts[0] if len(parts) == 1 else All(parts)
+        entries.append((r, bit, cond))
+    done: set[str] = set()
+    first_fetch = fetch([*guards, *(c for _, bit, c in entries if not bit and c is not None)], done)
+    table = []
+    for key in range(1 << len(guards)):
+        live = [(r, c) for r, bit, c in entries if (bit & key) == bit]
+        then = fetch((c for _, c in live if c is not None), set(done))
+        table.append((then, tuple((r, None if c is None else _compile(c)) for r, c in live)))
+    return _Plan(first_fetch, tuple(_compile(g) for g in guards), table)
+
+
 def _member(ip: IPv4Address | IPv6Address) -> int:
     """Return the counting identity of an address: IPv4 itself, IPv6 its /64 (tagged)."""
-    if ip.version == 4:
+    if isinstance(ip, IPv4Address):
         return int(ip)
     return (int(ip) >> 64) | _V6_MARK
+
+
+def _verdict_maker() -> Callable[..., Verdict]:
+    """Return a function building a :class:`Verdict` from its fields, in their order.
+
+    What the frozen dataclass's ``__init__`` does (each slot set through
+    ``object.__setattr__``), with the slots' own setters: half the cost, and a verdict
+    is built for every event. A test checks it builds what ``Verdict(...)`` builds.
+    """
+    names = tuple(f.name for f in fields(Verdict))
+    if names != (
+        "account", "level", "score", "findings", "time", "ip", "action", "country", "features"
+    ):  # fmt: skip
+        raise ImportError(f"authabuse.rules.Verdict has other fields than expected: {names}")
+    new = object.__new__
+    s_account, s_level, s_score, s_findings, s_time, s_ip, s_action, s_country, s_features = (
+        Verdict.__dict__[n].__set__ for n in names
+    )
+
+    def make(  # noqa: PLR0917 - the verdict's fields, positionally, for speed
+        account: str | None,
+        level: Level,
+        score: float,
+        findings: tuple[Finding, ...],
+        time: datetime,
+        ip: str | None,
+        action: str,
+        country: str | None,
+        features: Mapping[str, Any],
+    ) -> Verdict:
+        v = new(Verdict)
+        s_account(v, account)
+        s_level(v, level)
+        s_score(v, score)
+        s_findings(v, findings)
+        s_time(v, time)
+        s_ip(v, ip)
+        s_action(v, action)
+        s_country(v, country)
+        s_features(v, features)
+        return v
+
+    return make
+
+
+_new_verdict = _verdict_maker()
+
+
+def _ip_text(ip: IPv4Address | IPv6Address, member: int) -> str:
+    """Return ``str(ip)``; an IPv4 address (``member`` is its int) without ipaddress's code."""
+    if member < 0x100000000:
+        return inet_ntoa(member.to_bytes(4, "big"))
+    return str(ip)
 
 
 def _prefix_net(ip: IPv4Address | IPv6Address) -> int:
@@ -799,19 +991,26 @@ class Detector:
         self._cc_b = -1
         self._features = self._feature_table()
         self._rules = [(r, _compile(r.when)) for r in self.rules.rules]
-        self._meta: dict[int, tuple[tuple[Any, ...], bool, bool, bool, bool]] = {}
+        self._meta: dict[int, _Meta] = {}
         # A failed login does not show who holds the password: only rules about failed
         # logins judge it.
         self._fail_rules = [(r, c) for r, c in self._rules if r.when.reads & _FAILURE_FEATURES]
+        # Recipient domains cost a set per window and message: kept only when a rule
+        # reads them (as the store-backed state does).
+        self._rdoms = any(split_feature(n)[0] == "rcpt_domains" for n in self.rules.reads)
         self._sw = self.config.short_window
         self._lw = self.config.long_window
         self._swept = -1
         self._ok_action = self.rules.policy.action(Level.OK)
+        self._actions = {level: self.rules.policy.action(level) for level in Level}
         self._store: Any = None
         if store is not None:  # shared state in a CounterStore (authabuse._store_detector)
             from authabuse._store_detector import StoreState
 
             self._store = StoreState(self, store)
+        features = self._features if self._store is None else self._store._features
+        self._plan = _plan(self.rules.rules, features)
+        self._fail_plan = _plan((r for r, _ in self._fail_rules), features)
 
     # ------------------------------------------------------------------ public verbs
 
@@ -1082,6 +1281,22 @@ class Detector:
     # -------------------------------------------------------------------- internals
 
     def _ok(self, event: Event, ctx: _Ctx | None) -> Verdict:
+        if ctx is not None:
+            return _new_verdict(
+                ctx.account,
+                Level.OK,
+                0.0,
+                (),
+                ctx.time,
+                _ip_text(ctx.ip, ctx.member),
+                self._ok_action,
+                ctx.cc,
+                {},
+            )
+        if type(event) is Delivery:  # read to complete a message, never judged
+            return _new_verdict(
+                None, Level.OK, 0.0, (), event.time, None, self._ok_action, None, {}
+            )
         account = getattr(event, "account", None)
         ip = getattr(event, "ip", None)
         return Verdict(
@@ -1092,7 +1307,7 @@ class Detector:
             time=event.time,
             ip=None if ip is None else str(ip),
             action=self._ok_action,
-            country=None if ctx is None else ctx.cc,
+            country=None,
         )
 
     def _process(  # noqa: PLR0911, PLR0912 - the gate both state backends share stays one function
@@ -1152,7 +1367,7 @@ class Detector:
     def _context(self, event: Event) -> _Ctx | None:
         if isinstance(event, Submission):
             kind = _SUB
-            rdoms = event.recipient_domains()
+            rdoms = event.recipient_domains() if self._rdoms else ()
             rfps = _rcpt_keys(event.recipients)
             rcpts = (
                 event.recipient_count
@@ -1169,26 +1384,29 @@ class Detector:
             return None
         ip = event.ip
         member = _member(ip)
-        cc, asn = self._locate(ip, member)
-        t = event.time.timestamp()
+        hit = self._geo_cache.get(member)
+        cc, asn = hit if hit is not None else self._locate(ip, member)
+        time = event.time
+        t = time.timestamp()
         return _Ctx(
-            t=t,
-            time=event.time,
-            account=event.account,
-            ip=ip,
-            member=member,
-            cc=cc,
-            net=asn if asn is not None else _prefix_net(ip),
-            kind=kind,
-            rcpts=rcpts,
-            rdoms=rdoms,
-            rfps=rfps,
-            sb=int(t // self.config.short_window),
-            lb=int(t // self.config.long_window),
+            t,
+            time,
+            event.account,
+            ip,
+            member,
+            cc,
+            asn if asn is not None else _prefix_net(ip),
+            kind,
+            rcpts,
+            rdoms,
+            rfps,
+            int(t // self._sw),
+            int(t // self._lw),
         )
 
     def _locate(self, ip: IPv4Address | IPv6Address, member: int) -> tuple[str | None, int | None]:
-        key = int(ip) if ip.version == 4 else member
+        """Place an address (cached by its counting identity: IPv4 itself, IPv6 its /64)."""
+        key = member
         hit = self._geo_cache.get(key)
         if hit is not None:
             return hit
@@ -1309,9 +1527,7 @@ class Detector:
         if net_usual and ctx.kind != _AUTH_FAIL and ctx.t > acct.last_usual:
             acct.last_usual = ctx.t
         rnew = _rcpt_new(acct.rknown, ctx.rfps) if _rcpt_warm(acct, ctx, self._lw) else -1
-        for w in (acct.sc, acct.sn, acct.lc, acct.ln):
-            assert w is not None  # noqa: S101 - _roll creates them
-            self._add(w, ctx, net_usual, cc_usual, rnew, short=w is acct.sc or w is acct.sn)
+        self._add(acct, ctx, net_usual, cc_usual, rnew)
         return acct
 
     def _sweep(self, t: float) -> None:
@@ -1426,63 +1642,88 @@ class Detector:
             acct.known_ips = tuple([w.ips] + [k for k in acct.known_ips if k != w.ips])[:4]
 
     def _add(  # noqa: PLR0912, PLR0915 - the per-event hot path stays one flat function, for speed
-        self, w: _Win, ctx: _Ctx, net_usual: bool, cc_usual: bool, rnew: int, *, short: bool
+        self, acct: _Acct, ctx: _Ctx, net_usual: bool, cc_usual: bool, rnew: int
     ) -> None:
-        cfg = self.config
+        """Count the event in the account's four windows (short and long, both slices)."""
         kind = ctx.kind
+        wins = (acct.sc, acct.sn, acct.lc, acct.ln)
         if kind == _AUTH_FAIL:
-            w.fails += 1
+            for w in wins:
+                w.fails += 1  # type: ignore[union-attr]  # _roll creates them
             return
-        w.ips = _d_add(w.ips, ctx.member, cfg.exact_limit, cfg.precision)
-        nets = w.nets
-        if nets is None:
-            nets = w.nets = {}
-        n = nets.get(ctx.net)
-        if n is None:
-            if len(nets) < _NET_CAP:
-                nets[ctx.net] = 1
-            if not net_usual:
-                w.nnew += 1
-        else:
-            nets[ctx.net] = n + 1
-        cc = ctx.cc
-        if cc is not None:
-            ccs = w.ccs
-            if ccs is None:
-                ccs = w.ccs = {}
-            c = ccs.get(cc)
-            if c is None:
-                ccs[cc] = 1
-                if not cc_usual:
-                    w.cnew += 1
-                    if w.cfor is None:
-                        w.cfor = {cc}
+        cfg = self.config
+        limit = cfg.exact_limit
+        m, net, cc = ctx.member, ctx.net, ctx.cc
+        sub = kind == _SUB
+        rdoms = ctx.rdoms
+        raddr = len(ctx.rfps) if ctx.rfps and rnew >= 0 else 0
+        t = ctx.t
+        for i, w in enumerate(wins):
+            assert w is not None  # noqa: S101 - _roll creates them
+            # distinct addresses: a member, a small exact set, then a sketch (_d_add)
+            ips = w.ips
+            if ips is None:
+                w.ips = m
+            elif type(ips) is int:
+                if ips != m:
+                    w.ips = {ips, m}
+            elif type(ips) is set and len(ips) < limit:
+                ips.add(m)
+            else:
+                w.ips = _d_add(ips, m, limit, cfg.precision)
+            nets = w.nets
+            if nets is None:
+                w.nets = {net: 1}
+                if not net_usual:
+                    w.nnew += 1
+            else:
+                n = nets.get(net)
+                if n is None:
+                    if len(nets) < _NET_CAP:
+                        nets[net] = 1
+                    if not net_usual:
+                        w.nnew += 1
+                else:
+                    nets[net] = n + 1
+            if cc is not None:
+                ccs = w.ccs
+                c = None if ccs is None else ccs.get(cc)
+                if c is None:
+                    if ccs is None:
+                        w.ccs = {cc: 1}
                     else:
-                        w.cfor.add(cc)
-            else:
-                ccs[cc] = c + 1
-        if kind != _SUB:
-            return
-        w.mails += 1
-        if not net_usual:
-            w.unusual += 1
-        w.rcpts += ctx.rcpts
-        for d in ctx.rdoms:
-            w.rdoms = _d_add(w.rdoms, d, cfg.exact_limit, cfg.precision)
-        if ctx.rfps and rnew >= 0:
-            w.raddr += len(ctx.rfps)
-            w.rnew += rnew
-        if short:
-            ipm = w.ipm
-            if ipm is None:
-                ipm = w.ipm = {}
-            rec = ipm.get(ctx.member)
-            if rec is None:
-                if len(ipm) < _IPM_CAP:
-                    ipm[ctx.member] = [1, ctx.t, ctx.t]
-            else:
-                rec[0] += 1
-                rec[2] = max(rec[2], ctx.t)
+                        ccs[cc] = 1
+                    if not cc_usual:
+                        w.cnew += 1
+                        if w.cfor is None:
+                            w.cfor = {cc}
+                        else:
+                            w.cfor.add(cc)
+                else:
+                    ccs[cc] = c + 1  # type: ignore[index]  # c is not None: ccs is a dict
+            if sub:
+                w.mails += 1
+                if not net_usual:
+                    w.unusual += 1
+                w.rcpts += ctx.rcpts
+                for d in rdoms:
+                    w.rdoms = _d_add(w.rdoms, d, limit, cfg.precision)
+                if raddr:
+                    w.raddr += raddr
+                    w.rnew += rnew
+                if i < 2:  # the short windows keep per-address runs
+                    ipm = w.ipm
+                    if ipm is None:
+                        w.ipm = {m: [1, t, t]}
+                    else:
+                        rec = ipm.get(m)
+                        if rec is None:
+                            if len(ipm) < _IPM_CAP:
+                                ipm[m] = [1, t, t]
+                        else:
+                            rec[0] += 1
+                            if t > rec[2]:  # noqa: PLR1730 - a branch, not a call, per event
+                                rec[2] = t
 
     def _flagged(self, ctx: _Ctx, acct: _Acct, v: Verdict) -> None:
         level = int(v.level)
@@ -1548,25 +1789,50 @@ class Detector:
         view = _View(self if state is None else state, ctx, acct, pure)
         findings: list[Finding] = []
         score = 0.0
-        for rule, cond in self._fail_rules if ctx.kind == _AUTH_FAIL else self._rules:
-            if cond(view):
+        plan = self._fail_plan if ctx.kind == _AUTH_FAIL else self._plan
+        for name, fn in plan.fetch:
+            if name not in view:
+                view[name] = fn(view)
+        key = 0
+        bit = 1
+        for guard in plan.guards:
+            if guard(view):
+                key |= bit
+            bit <<= 1
+        fetch, rules = plan.table[key]
+        for name, fn in fetch:
+            if name not in view:
+                view[name] = fn(view)
+        for rule, test in rules:
+            if test is None or test(view):
                 score += rule.score
                 findings.append(self._finding(rule, view))
-        policy = self.rules.policy
-        level = policy.level(score) if findings else Level.OK
-        return Verdict(
-            account=ctx.account,
-            level=level,
-            score=float(score),
-            findings=tuple(findings),
-            time=ctx.time,
-            ip=str(ctx.ip),
-            action=policy.action(level),
-            country=ctx.cc,
-            features=view,
+        if findings:
+            level = self.rules.policy.level(score)
+            return _new_verdict(
+                ctx.account,
+                level,
+                float(score),
+                tuple(findings),
+                ctx.time,
+                _ip_text(ctx.ip, ctx.member),
+                self._actions[level],
+                ctx.cc,
+                view,
+            )
+        return _new_verdict(
+            ctx.account,
+            Level.OK,
+            float(score),
+            (),
+            ctx.time,
+            _ip_text(ctx.ip, ctx.member),
+            self._ok_action,
+            ctx.cc,
+            view,
         )
 
-    def _rule_meta(self, rule: Any) -> tuple[tuple[Any, ...], bool, bool, bool, bool]:
+    def _rule_meta(self, rule: Any) -> _Meta:
         """Return what explaining ``rule`` needs that does not change: computed once."""
         meta = self._meta.get(id(rule))
         if meta is None:
@@ -1574,8 +1840,10 @@ class Detector:
             windows = {split_feature(n)[1] for n in reads}
             short_label = self.config.labels[0]
             is_short = short_label in windows or (None in windows and len(windows) == 1)
+            atoms = tuple(rule.when.atoms())
             meta = (
-                tuple(rule.when.atoms()),
+                atoms,
+                tuple(getattr(atom, "feature", "") for atom in atoms),
                 bool(is_short),
                 any(n.startswith("ip_accounts") for n in reads),
                 any(n.startswith("domain_flagged") for n in reads),
@@ -1585,48 +1853,19 @@ class Detector:
         return meta
 
     def _finding(self, rule: Any, view: _View) -> Finding:
-        parts: list[str] = []
-        limits: dict[str, Any] = {}
-        atoms, is_short, wants_ip, wants_domain, wants_rcpt = self._rule_meta(rule)
-        for atom in atoms:
-            if isinstance(atom, Compare):
-                value = view[atom.feature]
-                # A condition that does not hold (the other side of an ``|``, or one under
-                # ``~``) is shown as such, so no one reads it as a reason that was met.
-                held = "limit" if atom.evaluate(view) else "not"
-                parts.append(f"{atom.feature}={_fmt(value)} ({held} {atom.op} {_fmt(atom.value)})")
-                limits[atom.feature] = {"value": value, "op": atom.op, "limit": atom.value}
-            else:
-                name = getattr(atom, "feature", "")
-                limits[name] = bool(view[name])
-        # Everything the explanation needs that later events could change is copied now;
-        # the text itself is rendered only if someone reads it.
-        context = view.context(is_short, wants_ip, wants_domain, wants_rcpt)
-        ip, cc = view.ctx.ip, view.ctx.cc
-
-        def render() -> tuple[str, dict[str, Any]]:
-            summary = view.geo_summary(context.pop("_short", True))
-            full = {**context, **summary}
-            evidence: dict[str, Any] = {"features": limits, "ip": str(ip), **full}
-            extra = []
-            if "countries" in full:
-                extra.append("countries " + ", ".join(f"{k} {v}" for k, v in full["countries"]))
-            if "networks" in full:
-                extra.append("networks " + ", ".join(f"{k} {v}" for k, v in full["networks"]))
-            if "recipients" in full:
-                r = full["recipients"]
-                extra.append(
-                    f"recipients {r['new']} of {r['addresses']} first-time in {r['window']} "
-                    f"({r['remembered']} remembered)"
-                )
-            extra.append(f"ip {ip}" + (f" ({cc})" if cc else ""))
-            extra.append(f"usually {full.get('usual') or 'none learned yet'}")
-            detail = "; ".join(parts + extra)
-            if rule.describe:
-                detail = f"{rule.describe}: {detail}"
-            return detail, evidence
-
-        return Finding(rule.name, float(rule.score), render=render)
+        meta = self._meta.get(id(rule)) or self._rule_meta(rule)
+        # Everything the explanation needs that later events could change is fixed now:
+        # the values of the features it shows (kept in the view, which never changes a
+        # value once computed) and the context the view copies; the text is rendered
+        # only if someone reads it.
+        for name in meta[1]:
+            view[name]  # computes and keeps the value
+        context = view.context(meta[2], meta[3], meta[4], meta[5])
+        return Finding(
+            rule.name,
+            float(rule.score),
+            render=functools.partial(_render, rule, meta[0], view, context),
+        )
 
     def _feature_table(self) -> dict[str, Callable[[_View], Any]]:
         short, long = self.config.labels
@@ -1638,8 +1877,58 @@ class Detector:
         return table
 
 
-def _bind(fn: Callable[[_View, bool], Any], is_short: bool) -> Callable[[_View], Any]:
-    return lambda view: fn(view, is_short)
+def _bind(fn: Callable[[bool, _View], Any], is_short: bool) -> Callable[[_View], Any]:
+    return functools.partial(fn, is_short)  # no Python frame of its own
+
+
+_NO_BASELINE: tuple[tuple[Any, ...], tuple[tuple[Any, int], ...]] = ((), ())
+
+
+def _render(
+    rule: Any, atoms: tuple[Any, ...], view: _View, context: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Render a finding's detail and evidence from what ``Detector._finding`` fixed."""
+    parts: list[str] = []
+    limits: dict[str, Any] = {}
+    for atom in atoms:
+        if isinstance(atom, Compare):
+            value = view[atom.feature]
+            # A condition that does not hold (the other side of an ``|``, or one under
+            # ``~``) is shown as such, so no one reads it as a reason that was met.
+            held = "limit" if atom.evaluate(view) else "not"
+            parts.append(f"{atom.feature}={_fmt(value)} ({held} {atom.op} {_fmt(atom.value)})")
+            limits[atom.feature] = {"value": value, "op": atom.op, "limit": atom.value}
+        else:
+            name = getattr(atom, "feature", "")
+            limits[name] = bool(view[name])
+    ip, cc = view.ctx.ip, view.ctx.cc
+    summary = view.geo_summary(context.pop("_short", True))
+    usual = context.get("usual")
+    if usual is not None:
+        context["usual"] = " ".join(k if isinstance(k, str) else _net_text(k) for k in usual[:8])
+    if "ip_accounts" in context:
+        context["ip_accounts"] = sorted(context["ip_accounts"])[:10]
+    if "domain_flagged" in context:
+        context["domain_flagged"] = sorted(context["domain_flagged"])[:10]
+    full = {**context, **summary}
+    evidence: dict[str, Any] = {"features": limits, "ip": str(ip), **full}
+    extra = []
+    if "countries" in full:
+        extra.append("countries " + ", ".join(f"{k} {v}" for k, v in full["countries"]))
+    if "networks" in full:
+        extra.append("networks " + ", ".join(f"{k} {v}" for k, v in full["networks"]))
+    if "recipients" in full:
+        r = full["recipients"]
+        extra.append(
+            f"recipients {r['new']} of {r['addresses']} first-time in {r['window']} "
+            f"({r['remembered']} remembered)"
+        )
+    extra.append(f"ip {ip}" + (f" ({cc})" if cc else ""))
+    extra.append(f"usually {full.get('usual') or 'none learned yet'}")
+    detail = "; ".join(parts + extra)
+    if rule.describe:
+        detail = f"{rule.describe}: {detail}"
+    return detail, evidence
 
 
 def _fmt(v: Any) -> str:
@@ -1651,7 +1940,19 @@ def _fmt(v: Any) -> str:
 class _View(dict[str, Any]):
     """Feature values for one event, computed on first access."""
 
-    __slots__ = ("acct", "ctx", "det", "geo", "learned", "pure", "raw", "rknown")
+    __slots__ = (
+        "acct",
+        "ctx",
+        "det",
+        "geo",
+        "learned",
+        "pend",
+        "pure",
+        "raw",
+        "rknown",
+        "wl",
+        "ws",
+    )
 
     def __init__(self, det: Detector, ctx: _Ctx, acct: _Acct | None, pure: bool) -> None:
         super().__init__()
@@ -1659,94 +1960,108 @@ class _View(dict[str, Any]):
         self.ctx = ctx
         self.acct = acct
         self.pure = pure  # True: the event is not recorded yet, count it in
-        self.geo: dict[bool, dict[str, Any]] = {}
-        self.raw: dict[bool, tuple[dict[str, int], dict[int, int]] | None] = {}
-        self.learned: tuple[tuple[Any, ...], tuple[tuple[Any, int], ...]] | None = None
+        self.pend = pure and ctx.kind != _AUTH_FAIL  # ... and it counts in the windows
+        # filled by ``snapshot`` / ``geo_summary`` when a rule fires
+        self.geo: dict[bool, dict[str, Any]] | None = None
+        self.raw: dict[bool, tuple[dict[str, int], dict[int, int]] | None] | None = None
+        # the windows as they are after this event is recorded (short, long), and the
+        # baseline as it is when the event is counted (None: computed on first use)
+        self.ws: _Win | None = None
+        self.wl: _Win | None = None
+        self.learned: tuple[tuple[Any, ...], tuple[tuple[Any, int], ...]] | None = _NO_BASELINE
+        if acct is None:
+            self.rknown: array[int] | None = None
+            return
         # the recipients remembered before this event (recording it replaces the array)
-        self.rknown = acct.rknown if acct is not None else None
+        self.rknown = acct.rknown
+        sb, lb = ctx.sb, ctx.lb
+        if acct.sb == sb:
+            self.ws = acct.sc
+        elif acct.sb == sb - 1:
+            self.ws = acct.sn
+        if acct.lb == lb:
+            self.wl = acct.lc
+        elif acct.lb == lb - 1:
+            self.wl = acct.ln
+        if pure and 0 <= acct.lb < lb and acct.ln is not None:
+            self.learned = None  # a day boundary: learned on first use, as the rollover will
+        else:
+            self.learned = (acct.usual, acct.trial)
 
     def __missing__(self, name: str) -> Any:
         fn = self.det._features.get(name)
         if fn is None:
             raise ConfigurationError(f"unknown feature {name!r}")
-        value = fn(self)
-        self[name] = value
+        value = self[name] = fn(self)
         return value
 
-    # windows as they are after this event is recorded
-    def win(self, short: bool) -> _Win | None:  # noqa: PLR0911 - one return per case
-        acct = self.acct
-        if acct is None:
-            return None
-        ctx = self.ctx
-        if short:
-            if acct.sb == ctx.sb:
-                return acct.sc
-            if acct.sb == ctx.sb - 1:
-                return acct.sn
-            return None
-        if acct.lb == ctx.lb:
-            return acct.lc
-        if acct.lb == ctx.lb - 1:
-            return acct.ln
-        return None
+    def win(self, short: bool) -> _Win | None:
+        """Return the short or long window as it is after this event is recorded."""
+        return self.ws if short else self.wl
 
     @property
     def usual(self) -> tuple[Any, ...]:
         """The account's baseline as it is when this event is counted."""
-        return self.baseline()[0]
+        b = self.learned
+        return b[0] if b is not None else self.baseline()[0]
 
     def baseline(self) -> tuple[tuple[Any, ...], tuple[tuple[Any, int], ...]]:
         """Return the account's ``(usual, trial)`` as they are when this event is counted."""
-        acct = self.acct
-        if acct is None:
-            return (), ()
-        if self.pure and 0 <= acct.lb < self.ctx.lb and acct.ln is not None:
-            cached = self.learned
-            if cached is None:
-                size = self.det.config.baseline_size
-                cached = self.learned = _learned(
-                    acct.usual, acct.trial, acct.ln, size, acct.lb, acct.flag == 0
-                )
-            return cached
-        return acct.usual, acct.trial
+        cached = self.learned
+        if cached is None:
+            acct = self.acct
+            assert acct is not None  # noqa: S101 - see __init__
+            assert acct.ln is not None  # noqa: S101 - see __init__
+            size = self.det.config.baseline_size
+            cached = self.learned = _learned(
+                acct.usual, acct.trial, acct.ln, size, acct.lb, acct.flag == 0
+            )
+        return cached
 
     def pending(self) -> bool:
         """Whether the event still has to be counted in (pure check)."""
-        return self.pure and self.ctx.kind != _AUTH_FAIL
+        return self.pend
 
     def snapshot(self, is_short: bool) -> None:
         """Copy a window's countries and networks as they are now (once per verdict)."""
-        if is_short in self.raw:
+        raw = self.raw
+        if raw is None:
+            raw = self.raw = {}
+        elif is_short in raw:
             return
-        w = self.win(is_short)
-        if w is None and not self.pending():
-            self.raw[is_short] = None
+        w = self.ws if is_short else self.wl
+        if w is None and not self.pend:
+            raw[is_short] = None
             return
         if w is not None and w.mails > 64 and not self.pure:
             # A flood: summarise at most once per 10 % growth, not per message.
+            if self.geo is None:
+                self.geo = {}
             cached = w.summary
             if cached is None or w.mails > cached[0] * 1.1:
-                self.raw[is_short] = (dict(w.ccs or {}), dict(w.nets or {}))
+                raw[is_short] = (dict(w.ccs or {}), dict(w.nets or {}))
                 self.geo.pop(is_short, None)
                 cached = w.summary = (w.mails, self.geo_summary(is_short))
             self.geo[is_short] = cached[1]
             return
         ccs = dict(w.ccs or {}) if w is not None else {}
         nets = dict(w.nets or {}) if w is not None else {}
-        if self.pending():
+        if self.pend:
             if self.ctx.cc:
                 ccs[self.ctx.cc] = ccs.get(self.ctx.cc, 0) + 1
             nets[self.ctx.net] = nets.get(self.ctx.net, 0) + 1
-        self.raw[is_short] = (ccs, nets)
+        raw[is_short] = (ccs, nets)
 
     def geo_summary(self, is_short: bool) -> dict[str, Any]:
         """Top countries and networks of a window, from the snapshot."""
-        cached = self.geo.get(is_short)
+        geo = self.geo
+        if geo is None:
+            geo = self.geo = {}
+        cached = geo.get(is_short)
         if cached is not None:
             return cached
         out: dict[str, Any] = {}
-        raw = self.raw.get(is_short)
+        raw = self.raw.get(is_short) if self.raw else None
         if raw is not None:
             ccs, nets = raw
             top = heapq.nsmallest(12, ccs.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -1757,26 +2072,32 @@ class _View(dict[str, Any]):
             tn = heapq.nsmallest(6, nets.items(), key=lambda kv: (-kv[1], kv[0]))
             out["networks"] = [(_net_text(k), v) for k, v in tn]
             out["window"] = self.det.config.labels[0 if is_short else 1]
-        self.geo[is_short] = out
+        geo[is_short] = out
         return out
 
     def context(
         self, is_short: bool, wants_ip: bool, wants_domain: bool, wants_rcpt: bool = False
     ) -> dict[str, Any]:
+        """Copy what a finding's explanation shows that later events change.
+
+        Lists are copied unsorted and the usual networks kept as the (immutable) tuple:
+        ``_render`` sorts, cuts and formats them if someone reads the explanation.
+        """
         out: dict[str, Any] = {"_short": is_short}
         self.snapshot(is_short)
         usual = self.usual
         if usual:
-            out["usual"] = " ".join(k if isinstance(k, str) else _net_text(k) for k in usual[:8])
-        rec = self.det._ips.get(self.ctx.member)
-        if rec is not None and wants_ip:
-            out["ip_accounts"] = sorted(_d_members(rec.accts))[:10]
+            out["usual"] = usual
+        if wants_ip:
+            rec = self.det._ips.get(self.ctx.member)
+            if rec is not None:
+                out["ip_accounts"] = _d_members(rec.accts)
         if self.ctx.account and wants_domain:
             dom = self.ctx.account.rpartition("@")[2].lower()
             flagged = self.det._domains.get(dom, {})
-            out["domain_flagged"] = sorted(a for a in flagged if a != self.ctx.account)[:10]
+            out["domain_flagged"] = [a for a in flagged if a != self.ctx.account]
         if wants_rcpt:
-            new, seen = _rcpt_counts(self, is_short)
+            new, seen = _rcpt_counts(is_short, self)
             out["recipients"] = {
                 "new": new,
                 "addresses": seen,
@@ -1789,23 +2110,23 @@ class _View(dict[str, Any]):
 # ----------------------------------------------------------------- feature functions
 
 
-def _f_mails(v: _View, s: bool) -> int:
-    w = v.win(s)
+def _f_mails(s: bool, v: _View) -> int:
+    w = v.ws if s else v.wl
     n = w.mails if w else 0
     return n + (1 if v.pure and v.ctx.kind == _SUB else 0)
 
 
-def _f_ips(v: _View, s: bool) -> int:
-    w = v.win(s)
-    if v.pending():
+def _f_ips(s: bool, v: _View) -> int:
+    w = v.ws if s else v.wl
+    if v.pend:
         return _d_len_with(w.ips if w else None, v.ctx.member)
     return _d_len(w.ips) if w else 0
 
 
-def _f_countries(v: _View, s: bool) -> int:
-    w = v.win(s)
+def _f_countries(s: bool, v: _View) -> int:
+    w = v.ws if s else v.wl
     n = len(w.ccs) if w and w.ccs else 0
-    if v.pending() and v.ctx.cc and not (w and w.ccs and v.ctx.cc in w.ccs):
+    if v.pend and v.ctx.cc and not (w and w.ccs and v.ctx.cc in w.ccs):
         n += 1
     return n
 
@@ -1816,33 +2137,33 @@ def _net_count(w: _Win | None) -> int:
     return len(w.nets)
 
 
-def _f_asns(v: _View, s: bool) -> int:
-    w = v.win(s)
+def _f_asns(s: bool, v: _View) -> int:
+    w = v.ws if s else v.wl
     n = _net_count(w)
-    if v.pending() and not (w and w.nets and v.ctx.net in w.nets):
+    if v.pend and not (w and w.nets and v.ctx.net in w.nets):
         n += 1
     return n
 
 
-def _f_new_asns(v: _View, s: bool) -> int:
-    w = v.win(s)
+def _f_new_asns(s: bool, v: _View) -> int:
+    w = v.ws if s else v.wl
     n = w.nnew if w else 0
-    if v.pending() and not (w and w.nets and v.ctx.net in w.nets) and not v["network_usual"]:
+    if v.pend and not (w and w.nets and v.ctx.net in w.nets) and not v["network_usual"]:
         n += 1
     return n
 
 
-def _f_new_countries(v: _View, s: bool) -> int:
-    w = v.win(s)
+def _f_new_countries(s: bool, v: _View) -> int:
+    w = v.ws if s else v.wl
     n = w.cnew if w else 0
     cc = v.ctx.cc
-    if v.pending() and cc and not (w and w.ccs and cc in w.ccs) and cc not in v.usual:
+    if v.pend and cc and not (w and w.ccs and cc in w.ccs) and cc not in v.usual:
         n += 0 if v["network_usual"] or v["network_popular"] or _home(v) else 1
     return n
 
 
-def _f_new_share(v: _View, s: bool) -> float:
-    w = v.win(s)
+def _f_new_share(s: bool, v: _View) -> float:
+    w = v.ws if s else v.wl
     mails = w.mails if w else 0
     unusual = w.unusual if w else 0
     if v.pure and v.ctx.kind == _SUB:
@@ -1851,13 +2172,13 @@ def _f_new_share(v: _View, s: bool) -> float:
     return unusual / mails if mails else 0.0
 
 
-def _f_ips_per_mail(v: _View, s: bool) -> float:
-    mails = _f_mails(v, s)
-    return _f_ips(v, s) / mails if mails else 0.0
+def _f_ips_per_mail(s: bool, v: _View) -> float:
+    mails = _f_mails(s, v)
+    return _f_ips(s, v) / mails if mails else 0.0
 
 
-def _ip_run(v: _View, s: bool) -> tuple[int, float, float]:
-    w = v.win(True)  # per-address runs are kept for the short window only
+def _ip_run(s: bool, v: _View) -> tuple[int, float, float]:
+    w = v.ws  # per-address runs are kept for the short window only
     rec = w.ipm.get(v.ctx.member) if w and w.ipm else None
     n, first, last = (int(rec[0]), rec[1], rec[2]) if rec else (0, v.ctx.t, v.ctx.t)
     if v.pure and v.ctx.kind == _SUB:
@@ -1866,19 +2187,19 @@ def _ip_run(v: _View, s: bool) -> tuple[int, float, float]:
     return n, first, last
 
 
-def _f_ip_mails(v: _View, s: bool) -> int:
-    return _ip_run(v, s)[0]
+def _f_ip_mails(s: bool, v: _View) -> int:
+    return _ip_run(s, v)[0]
 
 
-def _f_ip_rate(v: _View, s: bool) -> float:
-    n, first, last = _ip_run(v, s)
+def _f_ip_rate(s: bool, v: _View) -> float:
+    n, first, last = _ip_run(s, v)
     if n < 2:
         return 0.0
     return (n - 1) / max(last - first, 1.0)
 
 
-def _f_rcpt_domains(v: _View, s: bool) -> int:
-    w = v.win(s)
+def _f_rcpt_domains(s: bool, v: _View) -> int:
+    w = v.ws if s else v.wl
     container = w.rdoms if w else None
     if v.pure and v.ctx.kind == _SUB and v.ctx.rdoms:
         probe = (
@@ -1890,14 +2211,14 @@ def _f_rcpt_domains(v: _View, s: bool) -> int:
     return _d_len(container)
 
 
-def _f_rcpts(v: _View, s: bool) -> int:
-    w = v.win(s)
+def _f_rcpts(s: bool, v: _View) -> int:
+    w = v.ws if s else v.wl
     return (w.rcpts if w else 0) + (v.ctx.rcpts if v.pure and v.ctx.kind == _SUB else 0)
 
 
-def _rcpt_counts(v: _View, s: bool) -> tuple[int, int]:
+def _rcpt_counts(s: bool, v: _View) -> tuple[int, int]:
     """Return the window's ``(new recipients, recipient addresses)``, this message's in."""
-    w = v.win(s)
+    w = v.ws if s else v.wl
     new, seen = (w.rnew, w.raddr) if w else (0, 0)
     ctx, lw = v.ctx, v.det.config.long_window
     if v.pure and ctx.kind == _SUB and ctx.rfps and _rcpt_warm(v.acct, ctx, lw):
@@ -1906,27 +2227,27 @@ def _rcpt_counts(v: _View, s: bool) -> tuple[int, int]:
     return new, seen
 
 
-def _f_new_rcpts(v: _View, s: bool) -> int:
-    return _rcpt_counts(v, s)[0]
+def _f_new_rcpts(s: bool, v: _View) -> int:
+    return _rcpt_counts(s, v)[0]
 
 
-def _f_new_rcpt_share(v: _View, s: bool) -> float:
-    new, seen = _rcpt_counts(v, s)
+def _f_new_rcpt_share(s: bool, v: _View) -> float:
+    new, seen = _rcpt_counts(s, v)
     return new / seen if seen else 0.0
 
 
-def _f_auth_failures(v: _View, s: bool) -> int:
-    w = v.win(s)
+def _f_auth_failures(s: bool, v: _View) -> int:
+    w = v.ws if s else v.wl
     return (w.fails if w else 0) + (1 if v.pure and v.ctx.kind == _AUTH_FAIL else 0)
 
 
-def _f_ip_auth_failures(v: _View, s: bool) -> int:
+def _f_ip_auth_failures(s: bool, v: _View) -> int:
     rec = v.det._ips.get(v.ctx.member)
     n = rec.fails if rec is not None and rec.b == v.ctx.lb else 0
     return n + (1 if v.pure and v.ctx.kind == _AUTH_FAIL else 0)
 
 
-def _f_ip_accounts(v: _View, s: bool) -> int:
+def _f_ip_accounts(s: bool, v: _View) -> int:
     rec = v.det._ips.get(v.ctx.member)
     account = v.ctx.account
     if rec is None:
@@ -1953,7 +2274,7 @@ def _union_size(cur: Any, prev: Any, account: str | None) -> int:
     return len(members)
 
 
-def _f_domain_flagged(v: _View, s: bool) -> int:
+def _f_domain_flagged(s: bool, v: _View) -> int:
     account = v.ctx.account
     if not account or "@" not in account:
         return 0
@@ -1962,7 +2283,14 @@ def _f_domain_flagged(v: _View, s: bool) -> int:
         return 0
     window = v.det.config.short_window if s else v.det.config.long_window
     t = v.ctx.t
-    return sum(1 for a, at in flagged.items() if a != account and t - at <= window)
+    n = 0
+    for at in flagged.values():  # a plain loop: the consumer domain holds up to 1024
+        if t - at <= window:
+            n += 1
+    own = flagged.get(account)
+    if own is not None and t - own <= window:
+        n -= 1  # the account itself
+    return n
 
 
 def _peak_ips(v: _View) -> int:
@@ -1975,16 +2303,16 @@ def _peak_ips(v: _View) -> int:
     return acct.peak_ips
 
 
-def _f_ips_over_peak(v: _View, s: bool) -> float:
-    return _f_ips(v, s) / max(_peak_ips(v), 1)
+def _f_ips_over_peak(s: bool, v: _View) -> float:
+    return _f_ips(s, v) / max(_peak_ips(v), 1)
 
 
-def _f_rcpts_per_mail(v: _View, s: bool) -> float:
-    mails = _f_mails(v, s)
-    return _f_rcpts(v, s) / mails if mails else 0.0
+def _f_rcpts_per_mail(s: bool, v: _View) -> float:
+    mails = _f_mails(s, v)
+    return _f_rcpts(s, v) / mails if mails else 0.0
 
 
-_WINDOW_FNS: dict[str, Callable[[_View, bool], Any]] = {
+_WINDOW_FNS: dict[str, Callable[[bool, _View], Any]] = {
     "rcpts_per_mail": _f_rcpts_per_mail,
     "ips_over_peak": _f_ips_over_peak,
     "mails": _f_mails,
@@ -2015,7 +2343,7 @@ def _history_days(v: _View) -> float:
 
 
 def _hours_since_usual(v: _View) -> float:
-    if v.pending() and v["network_usual"]:
+    if v.pend and v["network_usual"]:
         return 0.0
     if v.acct is None or v.acct.last_usual == -math.inf:
         return 1e6
@@ -2031,12 +2359,12 @@ def _recent_new_countries(v: _View) -> int:
     usual, trial = v.baseline()
     since = v.ctx.lb - _TRIAL_DAYS
     found = {k for k, d in trial if isinstance(k, str) and d >= since}
-    w = v.win(False)
+    w = v.wl
     if w is not None and w.cfor:
         found.update(w.cfor)
     cc = v.ctx.cc
     new_here = not (v["network_usual"] or v["network_popular"] or _home(v))
-    if v.pending() and cc and new_here:
+    if v.pend and cc and new_here:
         found.add(cc)
     found.difference_update(usual)
     return len(found)
@@ -2060,7 +2388,7 @@ _PLAIN_FNS: dict[str, Callable[[_View], Any]] = {
     "network_popular": lambda v: v.det._net_popularity.get(v.ctx.net, 0) >= _POPULAR,
     "usual_countries": lambda v: sum(1 for k in v.usual if isinstance(k, str)),
     "hours_since_usual": _hours_since_usual,
-    "domain_accounts": lambda v: v.det._domain_size(v.ctx.account, v.pending()),
+    "domain_accounts": lambda v: v.det._domain_size(v.ctx.account, v.pend),
     "country_common": lambda v: v.det._country_common(v.ctx.cc, v.pure),
     "is_submission": lambda v: v.ctx.kind == _SUB,
     "auth_failed": lambda v: v.ctx.kind == _AUTH_FAIL,
