@@ -811,3 +811,20 @@ def test_verdicts_are_built_as_the_dataclass_builds_them() -> None:
     assert made == built
     with pytest.raises(AttributeError):
         made.level = Level.OK  # type: ignore[misc]  # frozen, as the dataclass
+
+
+def test_flag_features_are_bools() -> None:
+    # The compiled rules test a flag as ``value != False`` (see detector._simple).
+    from authabuse.rules import FLAG_FEATURES
+
+    rnd = random.Random(3)
+    events = persona("office", "o@example.jp", rnd, days=2) + sprinkle(
+        "o@example.jp", T0 + timedelta(days=1, hours=20), rnd, 20
+    )
+    events.append(AuthAttempt(time=T0 + timedelta(days=2), ip=bot_ip(rnd), account="o@example.jp",
+                              succeeded=False))  # fmt: skip
+    det = Detector(geo=BlockGeo())
+    for e in sorted(events, key=lambda e: e.time):
+        for v in (det.check(e), det.process(e)):
+            for name in FLAG_FEATURES:
+                assert type(v.features[name]) is bool, name

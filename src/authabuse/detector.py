@@ -30,6 +30,7 @@ import hashlib
 import heapq
 import json
 import math
+import operator
 import os
 import struct
 import sys
@@ -351,6 +352,7 @@ class _Acct:
     """Everything the detector remembers about one account (kept compact)."""
 
     __slots__ = (
+        "counted",
         "first",
         "flag",
         "flag_t",
@@ -392,6 +394,7 @@ class _Acct:
         self.lb = -1
         self.lc: _Win | None = None
         self.ln: _Win | None = None
+        self.counted = False  # counted among its mail domain's accounts (this object)
 
 
 _TRIAL_DAYS = 7  # long-window buckets a key stays on probation
@@ -640,6 +643,19 @@ def _rcpt_learned(known: array[int] | None, fps: tuple[int, ...], size: int) -> 
     """Return ``known`` with ``fps`` moved to the front, at most ``size`` long (MRU)."""
     if not fps or size <= 0:
         return known
+    if len(fps) == 1 and known and len(known) <= size and known.count(fps[0]) <= 1:
+        # one recipient (the usual message), a memory without repeats: array operations
+        fp = fps[0]
+        if known[0] == fp:
+            return known  # already the most recent: nothing moves
+        out = array("H", fps)
+        if fp in known:
+            i = known.index(fp)
+            out += known[:i]
+            out += known[i + 1 :]
+        else:
+            out += known[: size - 1]
+        return out
     out = array("H", fps[:size])
     if known:
         out.extend(k for k in known if k not in fps)
@@ -678,8 +694,9 @@ def _domain(account: str) -> str | None:
 def _compile(cond: Any) -> Callable[[Mapping[str, Any]], Any]:  # noqa: PLR0911, PLR0912 - one closure per case
     """Turn a condition into nested closures whose result has the condition's truth value.
 
-    Comparisons with their operator inlined, ``~flag`` in one closure, short ``&``/``|``
-    unrolled: no per-call generator, method or ``operator`` lookups.
+    A comparison or flag alone is one closure with its operator inlined; a run of up to
+    six of them inside an ``&`` or ``|`` is one closure of C calls (``_unrolled``); other
+    parts are closures joined without a per-call generator or method lookup.
     """
     from authabuse.rules import All, AnyOf, Flag, Not
 
@@ -706,7 +723,29 @@ def _compile(cond: Any) -> Callable[[Mapping[str, Any]], Any]:  # noqa: PLR0911,
         inner = _compile(cond.part)
         return lambda v: not inner(v)
     if type(cond) is All or type(cond) is AnyOf:
-        parts = tuple(_compile(p) for p in cond.parts)
+        conj = type(cond) is All
+        # runs of simple atoms become one unrolled closure each
+        segments: list[Callable[[Mapping[str, Any]], Any]] = []
+        run: list[tuple[_Atom, Any]] = []
+
+        def flush() -> None:
+            if len(run) == 1:
+                segments.append(_compile(run[0][1]))
+            elif run:
+                segments.append(_unrolled([atom for atom, _ in run], conj))
+            run.clear()
+
+        for p in cond.parts:
+            atom = _simple(p)
+            if atom is None:
+                flush()
+                segments.append(_compile(p))
+            else:
+                if len(run) == 6:
+                    flush()
+                run.append((atom, p))
+        flush()
+        parts = tuple(segments)
         if len(parts) == 1:
             return parts[0]
         if type(cond) is All:
@@ -736,6 +775,73 @@ def _compile(cond: Any) -> Callable[[Mapping[str, Any]], Any]:  # noqa: PLR0911,
 
         return any_of
     return cond.evaluate  # type: ignore[no-any-return]  # a user-defined Condition subclass
+
+
+_OPFNS: dict[str, Callable[[Any, Any], Any]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_Atom = tuple[str, Callable[[Any, Any], Any], Any]
+
+
+def _simple(cond: Any) -> _Atom | None:
+    """Return ``(feature, operator, operand)`` for a comparison, a flag or ``~flag``.
+
+    A flag is ``value != False`` and ``~flag`` is ``value == False``: exactly its truth
+    value, as every flag feature is a ``bool`` (a test checks it on event streams).
+    """
+    from authabuse.rules import Flag, Not
+
+    if type(cond) is Compare:
+        return cond.feature, _OPFNS[cond.op], cond.value
+    if type(cond) is Flag:
+        return cond.feature, operator.ne, False
+    if type(cond) is Not and type(cond.part) is Flag:
+        return cond.part.feature, operator.eq, False
+    return None
+
+
+def _unrolled(atoms: list[_Atom], conj: bool) -> Callable[[Mapping[str, Any]], Any]:  # noqa: PLR0911 - one closure per size
+    """Return one closure testing 2 to 6 simple atoms joined by ``&`` (or ``|``).
+
+    The comparisons are C calls (``operator.ge``...) in one expression: no Python call
+    per atom, no loop.
+    """
+    a = atoms + [atoms[-1]] * (6 - len(atoms))
+    (n1, o1, l1), (n2, o2, l2), (n3, o3, l3), (n4, o4, l4), (n5, o5, l5), (n6, o6, l6) = a
+    k = len(atoms)
+    if conj:
+        if k == 2:
+            return lambda v: o1(v[n1], l1) and o2(v[n2], l2)
+        if k == 3:
+            return lambda v: o1(v[n1], l1) and o2(v[n2], l2) and o3(v[n3], l3)
+        if k == 4:
+            return lambda v: o1(v[n1], l1) and o2(v[n2], l2) and o3(v[n3], l3) and o4(v[n4], l4)
+        if k == 5:
+            return lambda v: (
+                o1(v[n1], l1)
+                and o2(v[n2], l2)
+                and o3(v[n3], l3)
+                and o4(v[n4], l4)
+                and o5(v[n5], l5)
+            )
+        return lambda v: (
+            o1(v[n1], l1)
+            and o2(v[n2], l2)
+            and o3(v[n3], l3)
+            and o4(v[n4], l4)
+            and o5(v[n5], l5)
+            and o6(v[n6], l6)
+        )
+    if k == 2:
+        return lambda v: o1(v[n1], l1) or o2(v[n2], l2)
+    if k == 3:
+        return lambda v: o1(v[n1], l1) or o2(v[n2], l2) or o3(v[n3], l3)
+    return lambda v: any(o(v[n], x) for n, o, x in atoms)
 
 
 _GUARDS_MAX = 6  # shared first conditions a plan tests up front (a table of 2**6 rule lists)
@@ -1002,6 +1108,7 @@ class Detector:
         self._lw = self.config.long_window
         self._swept = -1
         self._ok_action = self.rules.policy.action(Level.OK)
+        self._allow = self.rules.allow if self.rules.allow else None  # (frozen)
         self._actions = {level: self.rules.policy.action(level) for level in Level}
         self._store: Any = None
         if store is not None:  # shared state in a CounterStore (authabuse._store_detector)
@@ -1032,6 +1139,11 @@ class Detector:
 
     def process(self, event: Event) -> Verdict:
         """Record ``event`` and return its verdict (what a live detector does per event)."""
+        if type(event) is Delivery:  # read to complete a message, never judged
+            self.stats.ignored += 1
+            return _new_verdict(
+                None, Level.OK, 0.0, (), event.time, None, self._ok_action, None, {}
+            )
         v = self._process(event, want_verdict=True)
         assert v is not None  # noqa: S101 - want_verdict=True always returns one
         return v
@@ -1334,8 +1446,8 @@ class Detector:
             st.auth_ok += 1
         else:
             st.auth_failed += 1
-        allow = self.rules.allow
-        if allow and (
+        allow = self._allow
+        if allow is not None and (
             (ctx.account is not None and ctx.account in allow.accounts)
             or allow.allows_ip(ctx.ip, ctx.net if ctx.net >= 0 else None)
         ):
@@ -1444,14 +1556,22 @@ class Detector:
         if ctx.kind == _AUTH_FAIL:
             rec.fails += 1
         elif ctx.account is not None:
-            rec.accts = _d_add(rec.accts, ctx.account, 16, 10)
-            dom = _domain(ctx.account)
-            if dom is not None:
-                domains = self._domain_accts
-                known = domains.get(dom)
-                grown = _d_add(known, ctx.account, 64, 10)
-                if grown is not known:
-                    domains[dom] = grown
+            accts = rec.accts
+            if accts is None:
+                rec.accts = ctx.account
+            elif accts != ctx.account:  # (a set never equals a name)
+                rec.accts = _d_add(accts, ctx.account, 16, 10)
+            # the account's mail domain counts it in _record_account
+
+    def _count_in_domain(self, name: str) -> None:
+        """Count an account among its mail domain's accounts (``domain_accounts``)."""
+        dom = _domain(name)
+        if dom is not None:
+            domains = self._domain_accts
+            known = domains.get(dom)
+            grown = _d_add(known, name, 64, 10)
+            if grown is not known:
+                domains[dom] = grown
 
     def _record_country(self, ctx: _Ctx) -> None:
         if ctx.kind == _AUTH_FAIL or ctx.cc is None:
@@ -1476,7 +1596,13 @@ class Detector:
         return _d_len(known)
 
     def _country_common(self, cc: str | None, pure: bool) -> bool:
-        return cc is not None and _share_common(self._cc_counts.get(cc, 0), self._cc_total, pure)
+        if cc is None:
+            return False
+        n, total = self._cc_counts.get(cc, 0), self._cc_total
+        if pure:  # as _share_common
+            n += 1
+            total += 1
+        return total < _COMMON_MIN or n * 20 >= total
 
     def _country_home(self, cc: str | None, pure: bool) -> bool:
         """Whether ``cc`` is one of the provider's own countries (see ``_share_home``)."""
@@ -1528,6 +1654,12 @@ class Detector:
             acct.last_usual = ctx.t
         rnew = _rcpt_new(acct.rknown, ctx.rfps) if _rcpt_warm(acct, ctx, self._lw) else -1
         self._add(acct, ctx, net_usual, cc_usual, rnew)
+        if not acct.counted and ctx.kind != _AUTH_FAIL:
+            # A domain's distinct set of accounts only grows (never trimmed; a sketch
+            # when it outgrows its exact set keeps every member), and adding is
+            # idempotent: an account object counts itself once, not per event.
+            self._count_in_domain(name)
+            acct.counted = True
         return acct
 
     def _sweep(self, t: float) -> None:
@@ -1950,6 +2082,7 @@ class _View(dict[str, Any]):
         "pure",
         "raw",
         "rknown",
+        "usual",
         "wl",
         "ws",
     )
@@ -1964,11 +2097,12 @@ class _View(dict[str, Any]):
         # filled by ``snapshot`` / ``geo_summary`` when a rule fires
         self.geo: dict[bool, dict[str, Any]] | None = None
         self.raw: dict[bool, tuple[dict[str, int], dict[int, int]] | None] | None = None
-        # the windows as they are after this event is recorded (short, long), and the
-        # baseline as it is when the event is counted (None: computed on first use)
+        # the windows as they are after this event is recorded (short, long)
         self.ws: _Win | None = None
         self.wl: _Win | None = None
-        self.learned: tuple[tuple[Any, ...], tuple[tuple[Any, int], ...]] | None = _NO_BASELINE
+        # the baseline as it is when the event is counted: (usual, trial), and usual
+        self.learned: tuple[tuple[Any, ...], tuple[tuple[Any, int], ...]] = _NO_BASELINE
+        self.usual: tuple[Any, ...] = ()
         if acct is None:
             self.rknown: array[int] | None = None
             return
@@ -1984,9 +2118,12 @@ class _View(dict[str, Any]):
         elif acct.lb == lb - 1:
             self.wl = acct.ln
         if pure and 0 <= acct.lb < lb and acct.ln is not None:
-            self.learned = None  # a day boundary: learned on first use, as the rollover will
+            # a day boundary in a pure check: learned here as the rollover will learn it
+            size = det.config.baseline_size
+            self.learned = _learned(acct.usual, acct.trial, acct.ln, size, acct.lb, acct.flag == 0)
         else:
             self.learned = (acct.usual, acct.trial)
+        self.usual = self.learned[0]
 
     def __missing__(self, name: str) -> Any:
         fn = self.det._features.get(name)
@@ -1999,24 +2136,9 @@ class _View(dict[str, Any]):
         """Return the short or long window as it is after this event is recorded."""
         return self.ws if short else self.wl
 
-    @property
-    def usual(self) -> tuple[Any, ...]:
-        """The account's baseline as it is when this event is counted."""
-        b = self.learned
-        return b[0] if b is not None else self.baseline()[0]
-
     def baseline(self) -> tuple[tuple[Any, ...], tuple[tuple[Any, int], ...]]:
         """Return the account's ``(usual, trial)`` as they are when this event is counted."""
-        cached = self.learned
-        if cached is None:
-            acct = self.acct
-            assert acct is not None  # noqa: S101 - see __init__
-            assert acct.ln is not None  # noqa: S101 - see __init__
-            size = self.det.config.baseline_size
-            cached = self.learned = _learned(
-                acct.usual, acct.trial, acct.ln, size, acct.lb, acct.flag == 0
-            )
-        return cached
+        return self.learned
 
     def pending(self) -> bool:
         """Whether the event still has to be counted in (pure check)."""
@@ -2120,7 +2242,10 @@ def _f_ips(s: bool, v: _View) -> int:
     w = v.ws if s else v.wl
     if v.pend:
         return _d_len_with(w.ips if w else None, v.ctx.member)
-    return _d_len(w.ips) if w else 0
+    if w is None:
+        return 0
+    ips = w.ips
+    return len(ips) if type(ips) is set else _d_len(ips)
 
 
 def _f_countries(s: bool, v: _View) -> int:
@@ -2188,7 +2313,10 @@ def _ip_run(s: bool, v: _View) -> tuple[int, float, float]:
 
 
 def _f_ip_mails(s: bool, v: _View) -> int:
-    return _ip_run(s, v)[0]
+    w = v.ws  # per-address runs are kept for the short window only
+    rec = w.ipm.get(v.ctx.member) if w and w.ipm else None
+    n = int(rec[0]) if rec else 0
+    return n + 1 if v.pure and v.ctx.kind == _SUB else n  # as _ip_run
 
 
 def _f_ip_rate(s: bool, v: _View) -> float:
