@@ -627,7 +627,12 @@ def _rcpt_keys(recipients: tuple[str, ...]) -> tuple[int, ...]:
         return ()
     if len(recipients) == 1:
         return (_rcpt_key(recipients[0]),)
-    return tuple(dict.fromkeys(_rcpt_key(r) for r in recipients if r))
+    keys: dict[int, None] = {}  # each once, in order (_rcpt_key inlined: spam names many)
+    for r in recipients:
+        if r:
+            h = zlib.crc32(r.strip().strip("<>").lower().encode("utf-8", "surrogatepass"))
+            keys[(h ^ (h >> 16)) & 0xFFFF] = None
+    return tuple(keys)
 
 
 def _rcpt_new(known: array[int] | None, fps: tuple[int, ...]) -> int:
@@ -856,31 +861,40 @@ _Fetch = tuple[tuple[str, Callable[[Any], Any]], ...]
 
 
 class _Plan:
-    """A rule list compiled for :meth:`Detector._verdict` (see :func:`_plan`)."""
+    """One node of a compiled rule list (see :func:`_plan`)."""
 
-    __slots__ = ("fetch", "guards", "table")
+    __slots__ = ("fetch", "guards", "rules", "table")
 
     def __init__(
         self,
         fetch: _Fetch,
         guards: tuple[_Test, ...],
-        table: list[tuple[_Fetch, tuple[tuple[Any, _Test | None], ...]]],
+        table: list[_Plan],
+        rules: tuple[tuple[Any, _Test | None], ...],
     ) -> None:
-        self.fetch = fetch  # features every event reads (guards, unguarded rules' first)
-        self.guards = guards
-        self.table = table  # guard bits -> (features then read for sure, rules left)
+        self.fetch = fetch  # features read for sure once the event reaches this node
+        self.guards = guards  # shared first conditions of the rules left (none: a leaf)
+        self.table = table  # guard bits -> the node for the rules left
+        self.rules = rules  # at a leaf: the rules left, in order, with what is left to test
+
+
+_PLAN_NODES = 4096  # nodes of one plan, at most (then the rules are tested one by one)
 
 
 def _plan(rules: Iterable[Any], features: Mapping[str, Callable[[Any], Any]]) -> _Plan:
-    """Compile a rule list into a :class:`_Plan`: evaluated as the rules one by one.
+    """Compile a rule list into a tree of :class:`_Plan` nodes: evaluated as the rules.
 
-    * A condition that starts several rules (the default set starts 15 of its 17 with
-      ``~network_usual``) is a *guard*: tested once per event, not once per rule. The
-      guards' results, as bits, index ``table``: the rules that can still fire, in their
-      order, each with what is left of its condition (``None``: nothing).
     * Within a rule's ``&``, parts reading a costly feature (``_COSTLY``) go last.
-    * Features a verdict reads for sure (a guard's, the first one of every rule still
-      to be tested) are computed up front in one loop, not on a first lookup each.
+    * A condition that starts several of the rules still to test (the default set
+      starts 15 of its 17 rules with ``~network_usual``; after it, three go on with
+      ``~country_common``) is a *guard*: tested once per event, not once per rule. The
+      guards' results, as bits, pick the next node, which holds the rules that can
+      still fire, each without the guard it passed; their shared first conditions are
+      the next node's guards, down to a leaf: the rules left, in their order, each with
+      what is left of its condition (``None``: nothing).
+    * Features an event reaching a node reads for sure (the guards', or at a leaf the
+      first one of every rule's test) are computed up front in one loop, not on a
+      first lookup each.
 
     None of this changes a verdict: features are pure functions of the event and the
     state (computed once per event and kept), so ``a & b`` holds exactly when ``b & a``
@@ -927,33 +941,39 @@ def _plan(rules: Iterable[Any], features: Mapping[str, Callable[[Any], Any]]) ->
                 out.append((name, fn))
         return tuple(out)
 
-    split: list[tuple[Any, Any, tuple[Any, ...]]] = []
-    uses: dict[Any, int] = {}
-    for r in rules:
-        parts = r.when.parts if type(r.when) is All else (r.when,)
-        first = parts[0]
-        if pure(first):
-            uses[first] = uses.get(first, 0) + 1
-        split.append((r, first, parts[1:]))
-    guards = [c for c, n in uses.items() if n >= 2][:_GUARDS_MAX]
-    entries: list[tuple[Any, int, Any]] = []
-    for r, first, rest in split:
-        if first in guards:
-            parts = ordered(rest)
-            bit = 1 << guards.index(first)
-        else:
-            parts = ordered((first, *rest))
-            bit = 0
-        cond = None if not parts else parts[0] if len(parts) == 1 else All(parts)
-        entries.append((r, bit, cond))
-    done: set[str] = set()
-    first_fetch = fetch([*guards, *(c for _, bit, c in entries if not bit and c is not None)], done)
-    table = []
-    for key in range(1 << len(guards)):
-        live = [(r, c) for r, bit, c in entries if (bit & key) == bit]
-        then = fetch((c for _, c in live if c is not None), set(done))
-        table.append((then, tuple((r, None if c is None else _compile(c)) for r, c in live)))
-    return _Plan(first_fetch, tuple(_compile(g) for g in guards), table)
+    nodes = [0]
+
+    def build(entries: list[tuple[Any, tuple[Any, ...]]], done: set[str]) -> _Plan:
+        nodes[0] += 1
+        uses: dict[Any, int] = {}
+        for _, parts in entries:
+            if parts and pure(parts[0]):
+                uses[parts[0]] = uses.get(parts[0], 0) + 1
+        guards = [c for c, n in uses.items() if n >= 2][:_GUARDS_MAX]
+        if not guards or nodes[0] + (1 << len(guards)) > _PLAN_NODES:
+            tests = [
+                (r, None if not parts else parts[0] if len(parts) == 1 else All(parts))
+                for r, parts in entries
+            ]
+            first = fetch((c for _, c in tests if c is not None), done)
+            return _Plan(
+                first, (), [], tuple((r, None if c is None else _compile(c)) for r, c in tests)
+            )
+        first = fetch(guards, done)
+        table = []
+        for key in range(1 << len(guards)):
+            live: list[tuple[Any, tuple[Any, ...]]] = []
+            for r, parts in entries:
+                if parts and parts[0] in guards:
+                    if key >> guards.index(parts[0]) & 1:
+                        live.append((r, parts[1:]))  # the guard held
+                else:
+                    live.append((r, parts))
+            table.append(build(live, set(done)))
+        return _Plan(first, tuple(_compile(g) for g in guards), table, ())
+
+    top = [(r, ordered(r.when.parts if type(r.when) is All else (r.when,))) for r in rules]
+    return build(top, set())
 
 
 def _member(ip: IPv4Address | IPv6Address) -> int:
@@ -1091,6 +1111,7 @@ class Detector:
         self._geo_cache: dict[int, tuple[str | None, int | None]] = {}
         self._benign: set[str] = set()
         self._domain_accts: dict[str, Any] = {}  # mail domain -> distinct accounts seen
+        self._domain_sizes: dict[str, int] = {}  # ... their number (until one is added)
         self._cc_counts: dict[str, int] = {}  # all accounts' events per country (decayed)
         self._net_popularity: dict[int, int] = {}  # network -> accounts that learned it
         self._cc_total = 0
@@ -1384,6 +1405,7 @@ class Detector:
         }
         self._benign = {str(a) for a in data["benign"]}
         self._domain_accts = {str(d): _d_load(c) for d, c in data["domain_accounts"].items()}
+        self._domain_sizes.clear()
         cc_b, ccs = data["countries"]
         self._cc_b = int(cc_b)
         self._cc_counts = {str(k): int(v) for k, v in ccs.items()}
@@ -1572,6 +1594,7 @@ class Detector:
             grown = _d_add(known, name, 64, 10)
             if grown is not known:
                 domains[dom] = grown
+            self._domain_sizes.pop(dom, None)
 
     def _record_country(self, ctx: _Ctx) -> None:
         if ctx.kind == _AUTH_FAIL or ctx.cc is None:
@@ -1593,7 +1616,10 @@ class Detector:
         known = self._domain_accts.get(dom)
         if pending:
             return _d_len_with(known, account)
-        return _d_len(known)
+        n = self._domain_sizes.get(dom)
+        if n is None:  # (a sketch's estimate): kept until an account is added
+            n = self._domain_sizes[dom] = _d_len(known)
+        return n
 
     def _country_common(self, cc: str | None, pure: bool) -> bool:
         if cc is None:
@@ -1697,12 +1723,19 @@ class Detector:
                 acct.peak_mails = max(int(acct.peak_mails * 0.9), acct.ln.mails)
                 acct.peak_ips = max(int(acct.peak_ips * 0.9), _d_len(acct.ln.ips))
             self._accts[name] = _pack(acct)
+        self._sweep_ips(t, lb)
+
+    def _sweep_ips(self, t: float, lb: int) -> None:
+        """Forget addresses not seen in the last two long buckets (unless marked)."""
         ips = self._ips
-        for key, rec in list(ips.items()):
+        dead = []
+        for key, rec in ips.items():  # oldest long bucket first: stop at the first kept
             if rec.b >= lb - 1:
                 break
             if rec.abuse_until <= t:  # an address of a detected abuse stays until its TTL
-                del ips[key]
+                dead.append(key)
+        for key in dead:
+            del ips[key]
 
     def _evict_accounts(self) -> None:
         n = max(1, len(self._accts) // 100)
@@ -1921,21 +1954,22 @@ class Detector:
         view = _View(self if state is None else state, ctx, acct, pure)
         findings: list[Finding] = []
         score = 0.0
-        plan = self._fail_plan if ctx.kind == _AUTH_FAIL else self._plan
-        for name, fn in plan.fetch:
-            if name not in view:
-                view[name] = fn(view)
-        key = 0
-        bit = 1
-        for guard in plan.guards:
-            if guard(view):
-                key |= bit
-            bit <<= 1
-        fetch, rules = plan.table[key]
-        for name, fn in fetch:
-            if name not in view:
-                view[name] = fn(view)
-        for rule, test in rules:
+        node = self._fail_plan if ctx.kind == _AUTH_FAIL else self._plan
+        while True:
+            for name, fn in node.fetch:
+                if name not in view:
+                    view[name] = fn(view)
+            guards = node.guards
+            if not guards:
+                break
+            key = 0
+            bit = 1
+            for guard in guards:
+                if guard(view):
+                    key |= bit
+                bit <<= 1
+            node = node.table[key]
+        for rule, test in node.rules:
             if test is None or test(view):
                 score += rule.score
                 findings.append(self._finding(rule, view))
