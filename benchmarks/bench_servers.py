@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import gc
 import itertools
 import json
 import multiprocessing as mp
@@ -167,6 +168,8 @@ def serve(kind: str, store_url: str | None, out: Any) -> None:
         else:
             srv = DovecotPolicyServer(decider, limits=limits)
         bound = await srv.start("127.0.0.1:0")
+        gc.collect()  # as `authabuse serve` does: the startup heap frozen, out of the GC's way
+        gc.freeze()
         out.put((bound[0][1], described))
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

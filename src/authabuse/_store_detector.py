@@ -76,7 +76,7 @@ import math
 import sys
 from array import array
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -130,6 +130,10 @@ class _Post:
 # on an asyncio loop without blocking (the detector's logic is written once).
 _Steps: TypeAlias = Generator[Any, Any, _T]
 _DOMAIN_FLAGGED_CAP = 1024
+# Networks a verdict's evidence lists per window (``_View.geo_summary``'s top six): a
+# store that summarises a window's buckets (RedisStore's "pair" reads) returns these
+# and the event's own network, not every network the window holds.
+_TOP_NETS = 6
 _MARK_CAP = 512  # addresses of one abuse marked at its first verdict, at most
 
 
@@ -213,6 +217,23 @@ class _SWin(_Win):
         self.cur_ccs: set[str] = set()
 
 
+class _NetCounts(dict[int, int]):
+    """A window's networks with their events, as far as a verdict reads them.
+
+    Holds the busiest networks (``_TOP_NETS``) and the event's own, with their counts;
+    its length is the number of networks in the window (the ``asns_*`` features).
+    """
+
+    __slots__ = ("n",)
+
+    def __init__(self, items: dict[int, int], n: int) -> None:
+        super().__init__(items)
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
 @dataclass(slots=True)
 class _Read:
     """One event's reads, materialised."""
@@ -220,8 +241,6 @@ class _Read:
     acct: _Acct | None
     state: _EventState
     rec: dict[str, str]
-    long_prev: dict[str, int] = field(default_factory=dict)  # the previous long bucket
-    long_prev_ips: int = 0
 
 
 def _trial_text(trial: tuple[tuple[Any, int], ...]) -> str:
@@ -310,6 +329,11 @@ class StoreState:
                 type(store).__name__,
             )
         self._split = self._records is not store
+        # A store that summarises a window's two buckets in one read ("pair") and takes
+        # one slice's counted fields in one write ("incr_fields"): RedisStore
+        extended: Any = () if self._split else getattr(store, "extended_ops", ())
+        self._pairs = "pair" in extended
+        self._grouping = "incr_fields" in extended
         self._runner: Any = None  # a LoopRunner while it runs this detector's events
         self._rec_ttl = float(cfg.idle_ttl) if cfg.idle_ttl > 0 else float(cfg.long_window)
         self.flagged_accounts = 0
@@ -376,6 +400,29 @@ class StoreState:
         else:
             send(ops)
 
+    def _grouped(self, ops: list[Op]) -> list[Op]:
+        """Return ``ops`` with each slice's ``incr`` of one key as one ``incr_fields``.
+
+        For a store that takes them (``extended_ops``): a recorded message's dozen
+        counts of one window bucket become one write. Writes commute, so the merged
+        write takes the place of the key's first ``incr``.
+        """
+        if not self._grouping:
+            return ops
+        out: list[Op] = []
+        merged: dict[tuple[Any, float], dict[str, int]] = {}
+        for op in ops:
+            if op[0] != "incr":
+                out.append(op)
+                continue
+            where = (op[1], op[4])
+            fields = merged.get(where)
+            if fields is None:
+                fields = merged[where] = {}
+                out.append(("incr_fields", op[1], fields, op[4]))
+            fields[op[2]] = fields.get(op[2], 0) + op[3]
+        return out
+
     def _union(self, key: tuple[Any, ...], start: float, bucket: float) -> Op:
         """Count the distinct members of the buckets starting at ``start - bucket`` and ``start``.
 
@@ -411,15 +458,23 @@ class StoreState:
             ]
         if not recorded:  # is the address in the long window? (a check cannot add it)
             ops += [("counts", (a, "ip", m), l_now, one), ("counts", (a, "ip", m), l_prev, one)]
+        ops.append(("get_record", (a, "rec")))
+        if self._pairs:
+            probe = f"n:{ctx.net}"
+            ops += [
+                ("pair", (a, "S"), s_now, s_prev, probe, _TOP_NETS),
+                ("pair", (a, "L"), l_now, l_prev, probe, _TOP_NETS),
+            ]
+        else:
+            ops += [
+                ("counts", (a, "S"), s_now, one),
+                ("counts", (a, "S"), s_prev, one),
+                ("counts", (a, "L"), l_now, one),
+                ("counts", (a, "L"), l_prev, one),
+            ]
         ops += [
-            ("get_record", (a, "rec")),
-            ("counts", (a, "S"), s_now, one),
-            ("counts", (a, "S"), s_prev, one),
-            ("counts", (a, "L"), l_now, one),
-            ("counts", (a, "L"), l_prev, one),
             self._union((a, "Si"), s_now, sw),
             self._union((a, "Li"), l_now, lw),
-            ("count_distinct", (a, "Li"), l_prev, one),
             ("counts", (a, "ip", m), s_now, one),
             ("counts", (a, "ip", m), s_prev, one),
             ("get_record", (a, "it", m)),
@@ -459,8 +514,14 @@ class StoreState:
         if not recorded:
             ip_l_cur, ip_l_prev = next(it), next(it)
         rec: dict[str, str] = next(it)
-        s_cur, s_prev, l_cur, l_prev = next(it), next(it), next(it), next(it)
-        n_si, n_li, n_li_prev = next(it), next(it), next(it)
+        if self._pairs:
+            s_pair, l_pair = next(it), next(it)
+            s_cur, s_prev, l_cur, l_prev = s_pair.cur, s_pair.prev, l_pair.cur, l_pair.prev
+            held = bool(s_pair.n_nets or l_pair.n_nets)
+        else:
+            s_cur, s_prev, l_cur, l_prev = next(it), next(it), next(it), next(it)
+            held = False
+        n_si, n_li = next(it), next(it)
         ip_s_cur, ip_s_prev = next(it), next(it)
         ip_times: dict[str, str] = next(it)
         ipx_cur, ipx_prev = next(it), next(it)
@@ -496,18 +557,22 @@ class StoreState:
             cct_cur.get("n", 0) + cct_prev.get("n", 0) // 2,
         )
 
-        read = _Read(None, state, rec, l_prev, n_li_prev)
-        if not (rec or s_cur or s_prev or l_cur or l_prev):
+        read = _Read(None, state, rec)
+        if not (rec or s_cur or s_prev or l_cur or l_prev or held):
             return read
         acct = self._account(ctx, rec)
         e_short = ip_s_cur.get("e", 0) + ip_s_prev.get("e", 0)
         e_long = ip_l_cur.get("E", 0) + ip_l_prev.get("E", 0)
         m = ctx.member
         acct.sb, acct.lb = ctx.sb, ctx.lb
-        acct.sc = _window(s_prev, s_cur)
+        if self._pairs:
+            acct.sc = _pair_window(s_pair, ctx.net)
+            acct.lc = _pair_window(l_pair, ctx.net)
+        else:
+            acct.sc = _window(s_prev, s_cur)
+            acct.lc = _window(l_prev, l_cur)
         acct.sc.ips = _Count(n_si, m if e_short else None, frozen=recorded)
         acct.sc.rdoms = _Count(n_sd, frozen=recorded)
-        acct.lc = _window(l_prev, l_cur)
         acct.lc.ips = _Count(n_li, m if e_long else None, frozen=recorded)
         acct.lc.rdoms = _Count(n_ld, frozen=recorded)
         sw = det.config.short_window
@@ -557,14 +622,12 @@ class StoreState:
         done_lb = int(rec.get("lb", ctx.lb))
         if done_lb >= ctx.lb:
             return None
-        if done_lb == ctx.lb - 1:
-            counts, n_ips = read.long_prev, read.long_prev_ips
-        else:  # idle for more than a day: read that bucket (rare)
-            at = done_lb * self.det.config.long_window
-            counts, n_ips = yield [
-                ("counts", (ctx.account, "L"), at, self._slice),
-                ("count_distinct", (ctx.account, "Li"), at, self._slice),
-            ]
+        # The finished bucket, read whole (once per account and long window)
+        at = done_lb * self.det.config.long_window
+        counts, n_ips = yield [
+            ("counts", (ctx.account, "L"), at, self._slice),
+            ("count_distinct", (ctx.account, "Li"), at, self._slice),
+        ]
         flagged = int(rec.get("flagb", -1)) == done_lb and int(rec.get("flag", 0)) > 0
         # A flagged day teaches nothing but puts its new keys on probation.
         w = _window({}, counts)
@@ -629,7 +692,7 @@ class StoreState:
         if ctx.account is None:
             det.stats.no_account += 1
             ok = det._ok(event, ctx) if want_verdict else None
-            return self._drive(self._post_steps(self._ip_writes(ctx), ok), None)  # type: ignore[no-any-return]  # as check
+            return self._drive(self._post_steps(self._grouped(self._ip_writes(ctx)), ok), None)  # type: ignore[no-any-return]  # as check
         return self._drive(self._process_steps(ctx, want_verdict), ctx.account)  # type: ignore[no-any-return]  # as check
 
     @staticmethod
@@ -665,7 +728,7 @@ class StoreState:
         ops += self._account_writes(ctx, acct, read.rec, rolled, popular, learn=learn)
         if verdict is not None and verdict.level > Level.OK:
             ops += yield from self._flag_writes(ctx, acct, verdict, read.state)
-        yield _Post(ops)
+        yield _Post(self._grouped(ops))
         return verdict if want_verdict else None
 
     def mark_benign(self, account: str) -> None:
@@ -1055,6 +1118,28 @@ def _parse_field(f: str) -> tuple[int, Any]:
         _FIELDS.clear()
     _FIELDS[f] = out
     return out
+
+
+def _pair_window(pair: Any, net: int) -> _SWin:
+    """Return the window of a store's ``pair`` read (see :func:`_window`).
+
+    Only the busiest networks and the event's own come with counts (``_NetCounts``),
+    unless the store read the buckets whole (``pair.complete``).
+    """
+    w = _window(pair.prev, pair.cur)
+    nets: dict[int, int] = {}
+    parsed = _FIELDS
+    for f, v in pair.nets.items():
+        try:
+            k = parsed[f][1]
+        except KeyError:
+            k = _parse_field(f)[1]
+        nets[k] = v
+    if nets:
+        w.nets = nets if pair.complete else _NetCounts(nets, pair.n_nets)
+    if pair.probe_cur:
+        w.cur_nets.add(net)
+    return w
 
 
 def _window(prev: dict[str, int], cur: dict[str, int]) -> _SWin:

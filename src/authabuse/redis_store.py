@@ -33,6 +33,7 @@ local (it is not copied into Redis).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import threading
@@ -55,6 +56,137 @@ except ImportError:  # optional: without it batches go through the client's pipe
     _hiredis = None  # type: ignore[assignment]  # the optional module is absent
 
 log = logging.getLogger("authabuse.redis")
+
+# The "pair" read (see RedisStore.batch): two bucket hashes of one key, summarised in
+# Redis. Fields other than "n:<network>" come back whole (the current bucket's, then the
+# previous one's); the networks are summed over both buckets and only their number, the
+# ``top`` busiest (count descending, then network ascending, as the detector's evidence
+# orders them) and the probed network's sum and current-bucket count come back: a
+# window's reading costs the same however many networks an abuse spread it over.
+_PAIR_LUA = """
+local probe, top = ARGV[1], tonumber(ARGV[2])
+local sums, nets, out, probe_cur = {}, {}, {}, 0
+for i = 1, 2 do
+  local flat, rest = redis.call('HGETALL', KEYS[i]), {}
+  for j = 1, #flat, 2 do
+    local f = flat[j]
+    if string.byte(f, 1) == 110 and string.byte(f, 2) == 58 then
+      local v = tonumber(flat[j + 1])
+      local s = sums[f]
+      if s == nil then
+        nets[#nets + 1] = f
+        sums[f] = v
+      else
+        sums[f] = s + v
+      end
+      if i == 1 and f == probe then probe_cur = v end
+    else
+      rest[#rest + 1] = f
+      rest[#rest + 1] = flat[j + 1]
+    end
+  end
+  out[i] = rest
+end
+local best, keys = {}, {}
+for _, f in ipairs(nets) do
+  local s, k = sums[f], tonumber(string.sub(f, 3))
+  local n = #best
+  if n < top or s > sums[best[n]] or (s == sums[best[n]] and k < keys[best[n]]) then
+    local pos = n + 1
+    while pos > 1 do
+      local o = best[pos - 1]
+      if sums[o] > s or (sums[o] == s and keys[o] < k) then break end
+      best[pos] = o
+      pos = pos - 1
+    end
+    best[pos] = f
+    keys[f] = k
+    if #best > top then
+      keys[best[#best]] = nil
+      best[#best] = nil
+    end
+  end
+end
+local flat = {}
+for _, f in ipairs(best) do
+  flat[#flat + 1] = f
+  flat[#flat + 1] = sums[f]
+end
+local probe_sum = sums[probe]
+if probe_sum ~= nil and keys[probe] == nil then
+  flat[#flat + 1] = probe
+  flat[#flat + 1] = probe_sum
+end
+out[3] = #nets
+out[4] = probe_cur
+out[5] = flat
+return out
+"""
+# The "incr_fields" write: several counted fields of one slice in one call, and the
+# slice's time to live when ARGV[1] is not 0.
+_INCR_LUA = """
+for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return 0
+"""
+_SCRIPTS = (_PAIR_LUA, _INCR_LUA)
+# Redis names scripts by their SHA-1
+_PAIR_SHA, _INCR_SHA = (hashlib.sha1(b.encode()).hexdigest() for b in _SCRIPTS)  # noqa: S324
+_LOADS: list[tuple[Any, ...]] = [("SCRIPT", "LOAD", body) for body in _SCRIPTS]
+_EXTENDED = frozenset({"pair", "incr_fields"})
+
+
+class _Pair:
+    """The result of a ``("pair", key, at, prev_at, probe, top)`` read (:meth:`RedisStore.batch`).
+
+    ``cur`` and ``prev`` are the two buckets' counted fields other than ``n:<network>``;
+    ``nets`` maps ``n:<network>`` to its count summed over both buckets: the ``top``
+    busiest (count descending, then network ascending) and the ``probe``, or all of them
+    where Redis cannot summarise (``complete``); ``n_nets`` is how many networks the two
+    buckets hold; ``probe_cur`` the probe's count in the current bucket.
+
+    >>> p = _Pair({"m": 2}, {}, {"n:64500": 2}, 1, 2, complete=True)
+    >>> p.n_nets, p.probe_cur, p.complete
+    (1, 2, True)
+    """
+
+    __slots__ = ("complete", "cur", "n_nets", "nets", "prev", "probe_cur")
+
+    def __init__(
+        self,
+        cur: dict[str, int],
+        prev: dict[str, int],
+        nets: dict[str, int],
+        n_nets: int,
+        probe_cur: int,
+        *,
+        complete: bool,
+    ) -> None:
+        self.cur, self.prev, self.nets, self.n_nets = cur, prev, nets, n_nets
+        self.probe_cur, self.complete = probe_cur, complete
+
+
+def _pair_from_hashes(cur: dict[str, int], prev: dict[str, int], probe: str) -> _Pair:
+    """Summarise two buckets read whole (every network kept)."""
+    nets: dict[str, int] = {}
+    rest: list[dict[str, int]] = [{}, {}]
+    for part, other in ((cur, rest[0]), (prev, rest[1])):
+        for f, v in part.items():
+            if f[:2] == "n:":
+                nets[f] = nets.get(f, 0) + v
+            else:
+                other[f] = v
+    return _Pair(rest[0], rest[1], nets, len(nets), cur.get(probe, 0), complete=True)
+
+
+def _pair_from_reply(reply: Any) -> _Pair:
+    """Build the summary from the script's reply (fields and counts as text or integers)."""
+    cur_flat, prev_flat, n_nets, probe_cur, top = reply
+    cur = {f: n for f, v in zip(cur_flat[::2], cur_flat[1::2], strict=True) if (n := int(v))}
+    prev = {f: n for f, v in zip(prev_flat[::2], prev_flat[1::2], strict=True) if (n := int(v))}
+    nets = {f: int(v) for f, v in zip(top[::2], top[1::2], strict=True)}
+    return _Pair(cur, prev, nets, int(n_nets), int(probe_cur), complete=False)
 
 
 def _member(m: object) -> bytes:
@@ -123,6 +255,9 @@ class RedisStore:
     (True, 1)
     """
 
+    extended_ops = _EXTENDED
+    """Operations :meth:`batch` runs besides the :data:`~authabuse.counters.Op` kinds."""
+
     def __init__(
         self,
         url: str = "redis://127.0.0.1:6379/0",
@@ -179,6 +314,7 @@ class RedisStore:
             self._raw = type(client) is redis.Redis and _hiredis is not None
         except ImportError:  # a foreign client object: its own pipeline
             pass
+        self._scripted = True  # extended operations run as scripts (unless Redis refuses)
         self._bases: dict[Key, str] = {}  # key -> its Redis name without ":kind:slice"
         self._nwin: dict[float, int] = {}  # window (s) -> slices it covers
         self._tls = threading.local()  # this thread's raw connection and unread replies
@@ -382,6 +518,15 @@ class RedisStore:
         Results come back in order; each read sees the writes listed before it. On a
         Redis failure the whole list runs on the local fallback (see the module text).
 
+        Besides the :data:`~authabuse.counters.Op` kinds, ``("pair", key, at, prev_at,
+        probe, top)`` reads the counted fields of two slices (a window's current and
+        previous bucket) as a summary whose size does not grow with the networks they
+        hold: fields other than ``n:<network>`` whole, and of the ``n:`` fields their
+        number, the ``top`` busiest and the ``probe`` (summed over both slices). It runs
+        as one script in Redis (loaded on each connection, and again after
+        ``NOSCRIPT``); on the local fallback and on clients without a raw connection
+        (Redis Cluster) both slices are read whole and summarised here.
+
         >>> store = RedisStore("redis://127.0.0.1:1/0", retry_interval=60)  # nobody there
         >>> key, at = ("alice@example.jp", "ip"), 1_714_557_600.0
         >>> store.batch([("add_distinct", key, [1], at), ("count_distinct", key, at, 60)])
@@ -396,7 +541,7 @@ class RedisStore:
                 return self._run_plan(plan, wait=True)
             except self._errors() as exc:
                 self._failed(exc)
-        return self._local.batch(ops)
+        return _local_batch(self._local, ops)
 
     def send(self, ops: Sequence[Op]) -> None:
         """Run write operations without waiting for Redis to acknowledge them.
@@ -421,9 +566,9 @@ class RedisStore:
                 return
             except self._errors() as exc:
                 self._failed(exc)
-        self._local.batch(ops)
+        _local_batch(self._local, ops)
 
-    def _plan(self, op: Op) -> tuple[str, Any]:  # noqa: PLR0911, PLR0912 - one return per kind
+    def _plan(self, op: Op) -> tuple[str, Any]:  # noqa: PLR0911, PLR0912, PLR0915 - one return per kind
         name = op[0]
         if name == "counts":  # the most frequent: one slice of a bucket, read whole
             key, at, window = op[1], op[2], op[3]
@@ -468,6 +613,27 @@ class RedisStore:
             if len(op) > 4:  # only the slices of these times
                 return name, self._hinted_names(key, at, window, op[4])
             return name, self._window_names(key, "d", at, window)
+        if name == "incr_fields":  # several "incr" of one key and slice
+            key, fields, at = op[1], op[2], op[3]
+            if type(fields) is not dict or not all(
+                type(f) is str and type(n) is int for f, n in fields.items()
+            ):
+                raise TypeError("incr_fields takes a dict of str fields to int amounts")
+            if type(at) is not int and (type(at) is not float or at - at != 0.0):
+                at = self._check_time(at)
+            slice_no = math.floor(at / self._slice)
+            base = self._bases.get(key) if type(key) is tuple else None
+            if base is None:
+                base = self._base(key)
+            return name, (base + ":m:0", f"{base}:c:{slice_no}", slice_no, fields)
+        if name == "pair":  # two buckets of counted fields, summarised (see _PAIR_LUA)
+            key, at, prev_at, probe, top = op[1], op[2], op[3], op[4], op[5]
+            if type(probe) is not str or type(top) is not int or top < 1:
+                raise TypeError("a pair reads a str probe and an int top >= 1")
+            base = self._base(key)
+            cur = math.floor(self._check_time(at) / self._slice)
+            prev = math.floor(self._check_time(prev_at) / self._slice)
+            return name, (f"{base}:c:{cur}", f"{base}:c:{prev}", probe, top)
         if name == "put_record":
             key, fields, at, ttl, keep, remove = op[1], op[2], op[3], op[4], op[5], tuple(op[6])
             check_key(key)
@@ -499,6 +665,7 @@ class RedisStore:
         now = time.monotonic()
         expiring = self._expiring
         slice_exp: set[str] = set()
+        scripted_exp: set[str] = set()  # given their EXPIRE by the script
         for name, arg in plan:
             if name == "add_distinct":
                 ikey, dkey, slice_no, encoded = arg
@@ -517,6 +684,25 @@ class RedisStore:
                     slice_exp.add(ckey)
                 index.setdefault(ikey, set()).add(slice_no)
                 shape.append((name, 1))
+            elif name == "incr_fields":
+                ikey, ckey, slice_no, fields = arg
+                if not fields:
+                    shape.append((name, 0))
+                    continue
+                due = expiring.get(ckey, 0.0) <= now
+                if self._raw and self._scripted:
+                    flat = [x for kv in fields.items() for x in kv]
+                    cmd(("EVALSHA", _INCR_SHA, 1, ckey, ttl if due else 0, *flat))
+                    if due:
+                        scripted_exp.add(ckey)
+                    shape.append((name, 1))
+                else:
+                    for f, amount in fields.items():
+                        cmd(("HINCRBY", ckey, f, amount))
+                    if due:
+                        slice_exp.add(ckey)
+                    shape.append((name, len(fields)))
+                index.setdefault(ikey, set()).add(slice_no)
             elif name == "count_distinct":
                 cmd(("PFCOUNT", *arg))
                 shape.append((name, 1))
@@ -524,6 +710,15 @@ class RedisStore:
                 for k in arg:
                     cmd(("HGETALL", k))
                 shape.append((name, len(arg)))
+            elif name == "pair":
+                cur, prev, probe, top = arg
+                if self._raw and self._scripted:
+                    cmd(("EVALSHA", _PAIR_SHA, 2, cur, prev, probe, top))
+                    shape.append((name, 1))
+                else:  # a client's pipeline: read both whole, summarise here
+                    cmd(("HGETALL", cur))
+                    cmd(("HGETALL", prev))
+                    shape.append(("pair:" + probe, 2))
             elif name == "put_record":
                 rkey, fields, rttl, keep, remove = arg
                 n = 0
@@ -542,11 +737,13 @@ class RedisStore:
             else:  # get_record
                 cmd(("HGETALL", arg))
                 shape.append((name, 1))
-        if slice_exp:
+        if slice_exp or scripted_exp:
             if len(expiring) > 200_000:
                 expiring.clear()
             until = now + self._index_refresh
-            for k in slice_exp:
+            for k in scripted_exp:
+                expiring[k] = until
+            for k in slice_exp - scripted_exp:
                 expiring[k] = until
                 cmd(("EXPIRE", k, ttl))
         indexed = self._indexed
@@ -584,6 +781,8 @@ class RedisStore:
                         out.append({f: n for f, v in _pairs(h) if (n := int(v))})
                 elif name == "count_distinct":
                     out.append(int(h))
+                elif name == "pair":
+                    out.append(_pair_from_reply(h))
                 elif name == "get_record":
                     out.append(h if type(h) is dict else dict(_pairs(h)))
                 else:
@@ -600,6 +799,9 @@ class RedisStore:
                         fname = _text(f)
                         total[fname] = total.get(fname, 0) + int(v)
                 out.append({f: v for f, v in total.items() if v})
+            elif name[:5] == "pair:":
+                cur, prev = ({_text(f): int(v) for f, v in _pairs(h)} for h in part)
+                out.append(_pair_from_hashes(cur, prev, name[5:]))
             elif name == "get_record":
                 h = part[0]
                 if self._raw:  # decoded to text by hiredis: a map (RESP3) or a flat list
@@ -631,19 +833,27 @@ class RedisStore:
         try:
             if conn is None:
                 conn = tls.conn = self._r.connection_pool.get_connection()
-                tls.pending = 0
+                tls.unread = []
             sock = conn._sock
             if sock is None:
                 conn.connect()
                 sock = conn._sock
             pack = _hiredis.pack_command
-            sock.sendall(b"".join([pack(c) for c in commands]))
+            data = b"".join([pack(c) for c in commands])
+            unread: list[tuple[Any, ...]] = tls.unread  # commands whose replies are unread
+            if getattr(tls, "scripted", None) is not sock:  # a new connection: load the scripts
+                data = b"".join([pack(c) for c in _LOADS]) + data
+                unread += _LOADS
+                tls.scripted = sock
+            sock.sendall(data)
             if not wait:
-                tls.pending += len(commands)
+                unread += commands
                 return []
-            skip = tls.pending
+            skip = len(unread)
             replies = _read_replies(sock, skip + len(commands))
-            tls.pending = 0
+            if any(type(r) is _hiredis.ReplyError and str(r)[:8] == "NOSCRIPT" for r in replies):
+                replies = self._rescript(sock, [*unread, *commands], replies)
+            unread.clear()
         except BaseException:
             self._drop_connection()  # the reply stream may be out of step: start afresh
             raise
@@ -659,10 +869,29 @@ class RedisStore:
                 raise redis.ResponseError(str(reply))
         return replies
 
+    @staticmethod
+    def _rescript(sock: Any, commands: list[tuple[Any, ...]], replies: list[Any]) -> list[Any]:
+        """Redis lost the scripts (``SCRIPT FLUSH``, a restart behind a proxy): load them again.
+
+        The script calls that got ``NOSCRIPT`` run again (Redis ran none of their
+        commands); the other commands ran and stand.
+        """
+        again = [i for i, r in enumerate(replies) if _noscript(r)]
+        pack = _hiredis.pack_command
+        out = [pack(c) for c in _LOADS] + [pack(commands[i]) for i in again]
+        sock.sendall(b"".join(out))
+        fresh = _read_replies(sock, len(out))[len(_LOADS) :]
+        replies = list(replies)
+        for i, r in zip(again, fresh, strict=True):
+            replies[i] = r
+        log.warning("Redis had lost the authabuse scripts: loaded them again")
+        return replies
+
     def _drop_connection(self) -> None:
         conn = getattr(self._tls, "conn", None)
         self._tls.conn = None
-        self._tls.pending = 0
+        self._tls.unread = []
+        self._tls.scripted = None
         if conn is not None:
             conn.disconnect()
             self._r.connection_pool.release(conn)
@@ -715,7 +944,7 @@ class RedisStore:
             await link.drain(self._socket_timeout)
             link.close()
 
-    async def _connect_link(self) -> None:
+    async def _connect_link(self) -> None:  # noqa: PLR0912 - one handshake, its failures
         """Open the loop connection (authenticate, select the database, PING)."""
         loop = asyncio.get_running_loop()
         kw = self._r.connection_pool.connection_kwargs
@@ -727,6 +956,7 @@ class RedisStore:
             hello.append(("SELECT", kw["db"]))
         # RESP3 where Redis has it (6+): hiredis then builds HGETALL's dicts in C.
         hello.append(("HELLO", 3))
+        hello += _LOADS
         hello.append(("PING",))
         link = _LoopLink(self, loop)
         try:
@@ -741,8 +971,17 @@ class RedisStore:
             if isinstance(replies, BaseException):
                 raise ConnectionError(f"Redis failed: {replies}")
             for command, reply in zip(hello, replies, strict=True):
-                if isinstance(reply, _hiredis.ReplyError) and command[0] != "HELLO":
-                    raise ConnectionError(f"Redis refused {reply}")
+                if not isinstance(reply, _hiredis.ReplyError) or command[0] == "HELLO":
+                    continue
+                if command[0] == "SCRIPT":  # scripting denied: pairs read whole buckets
+                    if self._scripted:
+                        log.warning(
+                            "Redis refused the authabuse scripts (%s): plain commands instead",
+                            reply,
+                        )
+                    self._scripted = False
+                    continue
+                raise ConnectionError(f"Redis refused {reply}")
         except (OSError, TimeoutError, ConnectionError) as exc:
             if not link.dead:  # (a link that failed has said so itself)
                 link.close()
@@ -813,7 +1052,7 @@ class RedisStore:
         ops = list(ops)
         for op in ops:
             self._plan(op)
-        return self._local.batch(ops)
+        return _local_batch(self._local, ops)
 
     def post(self, ops: Sequence[Op]) -> None:
         """:meth:`send` without blocking the loop: written with this loop iteration's batch.
@@ -895,7 +1134,7 @@ class RedisStore:
             self._retry_timer.cancel()
             self._retry_timer = None
         self._bound = None
-        if getattr(self._tls, "pending", 0):
+        if getattr(self._tls, "unread", None):
             try:
                 self._send([("PING",)], wait=True)
             except self._errors() as exc:
@@ -904,6 +1143,9 @@ class RedisStore:
         close = getattr(self._r, "close", None)
         if close is not None:
             close()
+
+
+_SETTLE_EVERY = 0.0005  # seconds of dispatching between writes of decided answers
 
 
 class _Waiter:
@@ -945,6 +1187,7 @@ class _LoopLink(asyncio.Protocol):
         self.reader = _hiredis.Reader(encoding="utf-8", errors="surrogateescape")
         self.waiting: deque[_Waiter] = deque()
         self.out: list[bytes] = []
+        self.unsent: list[_Waiter] = []  # waiters whose commands are in ``out``
         self.flush_soon = False
         self.timer: asyncio.TimerHandle | None = None
         self.dead = False
@@ -972,6 +1215,12 @@ class _LoopLink(asyncio.Protocol):
     def _dispatch(self, data: bytes) -> None:
         reader = self.reader
         waiting = self.waiting
+        store = self.store
+        # Replies that arrive together resume many events; their answers wait until
+        # their writes are written (after_dispatch). So that the first answers do not
+        # wait for the last events' work, what is decided is written and answered
+        # every _SETTLE_EVERY seconds of dispatching.
+        settle_at = time.perf_counter() + _SETTLE_EVERY
         try:
             reader.feed(data)
             reply = reader.gets()
@@ -979,6 +1228,11 @@ class _LoopLink(asyncio.Protocol):
                 w = waiting[0]
                 w.replies.append(reply)
                 if len(w.replies) == w.n:
+                    if w.ops and any(_noscript(r) for r in w.replies):
+                        waiting.popleft()
+                        self._rescript(w)
+                        reply = reader.gets()
+                        continue
                     if w.shape is not None and any(
                         isinstance(r, _hiredis.ReplyError) for r in w.replies
                     ):
@@ -989,6 +1243,10 @@ class _LoopLink(asyncio.Protocol):
                         return
                     waiting.popleft()
                     self._complete(w)
+                    if store.after_dispatch is not None and time.perf_counter() > settle_at:
+                        self._flush()
+                        store.after_dispatch()
+                        settle_at = time.perf_counter() + _SETTLE_EVERY
                 reply = reader.gets()
         except _hiredis.ProtocolError as exc:
             self.fail(ConnectionError(f"bad reply from Redis: {exc}"))
@@ -1018,8 +1276,9 @@ class _LoopLink(asyncio.Protocol):
         done: Callable[[Any, Any], None] | None,
         arg: Any,
     ) -> None:
-        now = time.monotonic()
-        self.waiting.append(_Waiter(ops, commands, shape, done, arg, now))
+        w = _Waiter(ops, commands, shape, done, arg, time.monotonic())
+        self.waiting.append(w)
+        self.unsent.append(w)
         pack = _hiredis.pack_command
         self.out += [pack(c) for c in commands]
         if not self.flush_soon:
@@ -1038,6 +1297,7 @@ class _LoopLink(asyncio.Protocol):
 
         w = _Waiter([], commands, None, done, None, time.monotonic())
         self.waiting.append(w)
+        self.unsent.append(w)
         self.out += [_hiredis.pack_command(c) for c in commands]
         if self.transport is not None:
             self._flush()
@@ -1073,13 +1333,14 @@ class _LoopLink(asyncio.Protocol):
         pending = list(self.waiting)
         self.waiting.clear()
         self.out.clear()
+        self.unsent.clear()
         local = store._local
         for w in pending:
             if w.shape is None and w.done is None:  # posted writes: replayed locally
-                local.batch(w.ops)
+                _local_batch(local, w.ops)
                 continue
             try:
-                result: Any = local.batch(w.ops) if w.shape is not None else exc
+                result: Any = _local_batch(local, w.ops) if w.shape is not None else exc
             except Exception as err:  # handed to the waiter, which decides
                 result = err
             if w.done is not None:
@@ -1106,6 +1367,45 @@ class _LoopLink(asyncio.Protocol):
             result = exc
         w.done(w.arg, result)
 
+    def _rescript(self, w: _Waiter) -> None:
+        """Redis lost the scripts: load them, run ``w``'s script calls again, then finish it.
+
+        Redis ran none of the commands of a call that got ``NOSCRIPT``, so running it
+        again is safe (writes included); it runs after what was sent meanwhile.
+        """
+        again = [i for i, r in enumerate(w.replies) if _noscript(r)]
+        commands = [*_LOADS, *(w.commands[i] for i in again)]
+        log.warning("Redis had lost the authabuse scripts: loading them again")
+
+        def rerun(_arg: Any, replies: Any) -> None:
+            if isinstance(replies, BaseException):  # the link failed meanwhile
+                if w.shape is None:
+                    _local_batch(self.store._local, w.ops)
+                elif w.done is not None:
+                    try:
+                        w.done(w.arg, _local_batch(self.store._local, w.ops))
+                    except Exception:  # the waiter's own failure: logged, not spread
+                        log.exception("a store waiter failed")
+                return
+            for i, r in zip(again, replies[len(_LOADS) :], strict=True):
+                w.replies[i] = r
+            if w.shape is not None and any(isinstance(r, _hiredis.ReplyError) for r in w.replies):
+                import redis
+
+                bad = next(r for r in w.replies if isinstance(r, _hiredis.ReplyError))
+                self.fail(redis.ResponseError(str(bad)))
+                return
+            self._complete(w)
+
+        helper = _Waiter([], commands, None, rerun, None, time.monotonic())
+        self.waiting.append(helper)
+        self.unsent.append(helper)
+        pack = _hiredis.pack_command
+        self.out += [pack(c) for c in commands]
+        if not self.flush_soon:
+            self.flush_soon = True
+            self.loop.call_soon(self._flush)
+
     def _flush(self) -> None:
         self.flush_soon = False
         if self.transport is None or not self.out:
@@ -1113,6 +1413,13 @@ class _LoopLink(asyncio.Protocol):
         data = b"".join(self.out)
         self.out.clear()
         self.transport.write(data)
+        # A waiter's time starts when its commands are written, not when they were
+        # queued: a loop busy for a while (a first event loading its geo data) is not
+        # Redis failing to answer.
+        now = time.monotonic()
+        for w in self.unsent:
+            w.sent = now
+        self.unsent.clear()
 
     def _check_timeout(self) -> None:
         self.timer = None
@@ -1124,6 +1431,34 @@ class _LoopLink(asyncio.Protocol):
             self.fail(TimeoutError(f"no answer from Redis in {timeout:g} s"))
         else:
             self.timer = self.loop.call_later(timeout - age, self._check_timeout)
+
+
+def _noscript(reply: Any) -> bool:
+    return type(reply) is _hiredis.ReplyError and str(reply)[:8] == "NOSCRIPT"
+
+
+def _local_batch(local: MemoryStore, ops: Sequence[Op]) -> list[Any]:
+    """Run ``ops`` on the local fallback; a ``pair`` is its two slices read whole."""
+    if not any(op[0] in _EXTENDED for op in ops):
+        return local.batch(ops)
+    flat: list[Op] = []
+    where: list[tuple[int, str | None]] = []
+    one = local.slice_seconds
+    for op in ops:
+        if op[0] == "pair":
+            where.append((len(flat), op[4]))
+            flat += [("counts", op[1], op[2], one), ("counts", op[1], op[3], one)]
+        elif op[0] == "incr_fields":
+            where.append((-1, None))
+            flat += [("incr", op[1], f, n, op[3]) for f, n in op[2].items()]
+        else:
+            where.append((len(flat), None))
+            flat.append(op)
+    res = local.batch(flat)
+    return [
+        None if i < 0 else res[i] if probe is None else _pair_from_hashes(res[i], res[i + 1], probe)
+        for i, probe in where
+    ]
 
 
 def _read_replies(sock: Any, want: int) -> list[Any]:

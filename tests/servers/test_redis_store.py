@@ -232,3 +232,113 @@ def test_redis_cluster_single_node(redis_process: Callable[..., RedisProcess]) -
         client.close()
     finally:
         server.close()
+
+
+# The store's own operations for the store-backed detector: "pair" (a window's two
+# buckets summarised by a script in Redis) and "incr_fields" (a bucket's counts at once).
+
+_nets = st.integers(min_value=-(65537 + 2**32), max_value=2**32)
+_bucket = st.dictionaries(
+    st.one_of(
+        _nets.map(lambda n: f"n:{n}"),
+        st.sampled_from(["m", "u", "r", "nn", "nw", "c:JP", "c:FR", "C:FR", "n", "nx:1"]),
+    ),
+    st.integers(min_value=1, max_value=4),  # few distinct counts: many ties
+    max_size=40,
+)
+
+
+def _expected_pair(
+    cur: dict[str, int], prev: dict[str, int], probe: str, top: int
+) -> tuple[Any, ...]:
+    """The summary in plain Python: networks summed, the busiest, count then net order."""
+    nets: dict[str, int] = {}
+    for part in (cur, prev):
+        for f, v in part.items():
+            if f.startswith("n:"):
+                nets[f] = nets.get(f, 0) + v
+    best = sorted(nets.items(), key=lambda kv: (-kv[1], int(kv[0][2:])))[:top]
+    shown = dict(best)
+    if probe in nets:
+        shown[probe] = nets[probe]
+    rest = [{f: v for f, v in part.items() if not f.startswith("n:")} for part in (cur, prev)]
+    return rest[0], rest[1], shown, len(nets), cur.get(probe, 0)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    cur=_bucket,
+    prev=_bucket,
+    probe=_nets,
+    top=st.integers(min_value=1, max_value=8),
+    held=st.booleans(),
+)
+def test_pair_reads_summarise_two_buckets_in_redis(
+    make_store: Callable[..., RedisStore],
+    cur: dict[str, int],
+    prev: dict[str, int],
+    probe: int,
+    top: int,
+    held: bool,
+) -> None:
+    """The script's summary is the plain one, ties and negative networks included."""
+    if held:  # often probe a network the buckets hold
+        probe = int(next((f[2:] for f in cur if f.startswith("n:")), probe))
+    store, key = make_store(), ("alice@example.jp", "S")
+    store.batch([("incr_fields", key, prev, T0 - 60), ("incr_fields", key, cur, T0)])
+    want = _expected_pair(cur, prev, f"n:{probe}", top)
+    [got] = store.batch([("pair", key, T0, T0 - 60, f"n:{probe}", top)])
+    assert not got.complete
+    assert (got.cur, got.prev, got.nets, got.n_nets, got.probe_cur) == want
+    # on the local fallback (and a pipeline client) the buckets are read whole
+    local = MemoryStore(slice_seconds=60, retention=3600)
+    for at, part in ((T0 - 60, prev), (T0, cur)):
+        for f, v in part.items():
+            local.incr(key, f, v, at=at)
+    from authabuse.redis_store import _local_batch
+
+    [whole] = _local_batch(local, [("pair", key, T0, T0 - 60, f"n:{probe}", top)])
+    assert whole.complete
+    assert (whole.cur, whole.prev, whole.n_nets, whole.probe_cur) == want[:2] + want[3:]
+    assert all(whole.nets[f] == v for f, v in want[2].items())
+
+
+def test_incr_fields_counts_like_incr_and_sets_the_slice_expiry(
+    make_store: Callable[..., RedisStore], redis_server: RedisProcess
+) -> None:
+    store = make_store(prefix="inc:")
+    key = ("bob@example.jp", "S")
+    store.batch([("incr_fields", key, {"m": 1, "c:JP": 2}, T0), ("incr", key, "m", 3, T0)])
+    store.batch([("incr_fields", key, {}, T0), ("incr_fields", key, {"m": 1}, T0 + 1)])
+    assert store.counts(key, at=T0, window=60) == {"m": 5, "c:JP": 2}
+    admin = redis.Redis(port=redis_server.port)
+    name = next(iter(admin.scan_iter(match="inc:*:c:*")))
+    assert 0 < admin.ttl(name) <= 3600 + 60
+    assert admin.hgetall(name) == {b"m": b"5", b"c:JP": b"2"}
+    with pytest.raises(TypeError):
+        store.batch([("incr_fields", key, {"m": "1"}, T0)])
+    with pytest.raises(TypeError):
+        store.batch([("pair", key, T0, T0 - 60, "n:1", 0)])
+    admin.close()
+
+
+def test_scripts_flushed_from_redis_are_loaded_again(
+    make_store: Callable[..., RedisStore], redis_server: RedisProcess
+) -> None:
+    """``SCRIPT FLUSH`` (or a Redis that lost them): the next calls load them again."""
+    store = make_store(prefix="flush:")
+    key = ("carol@example.jp", "S")
+    store.batch([("incr_fields", key, {"n:64500": 2, "m": 1}, T0)])
+    admin = redis.Redis(port=redis_server.port)
+    admin.script_flush()
+    # a write sent without waiting, then a read: both needed the scripts
+    store.send([("incr_fields", key, {"n:64500": 1, "m": 1}, T0)])
+    admin.script_flush()
+    [pair] = store.batch([("pair", key, T0, T0 - 60, "n:64500", 6)])
+    assert pair.cur == {"m": 2}
+    assert pair.nets == {"n:64500": 3}
+    assert not store.degraded
+    assert store.status["errors"] == 0
+    admin.close()

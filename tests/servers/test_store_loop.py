@@ -11,6 +11,7 @@ a Postfix connection's answers leave in its requests' order.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import signal
@@ -279,3 +280,41 @@ def test_a_connections_answers_leave_in_its_requests_order(
         st.close()
     assert not store.degraded
     assert det.stats.submissions == 1
+
+
+def test_scripts_lost_by_redis_are_loaded_again_on_the_loop(
+    redis_process: Callable[..., RedisProcess], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``SCRIPT FLUSH`` under a bound store: the calls that got NOSCRIPT run again.
+
+    Nothing falls back to local state and no write is lost: Redis ran none of the
+    commands of a script call it refused.
+    """
+    server = redis_process()
+    key = ("dave@example.jp", "S")
+    at = 1_714_557_600.0
+
+    async def main() -> tuple[Any, dict[str, Any]]:
+        store = RedisStore(server.url, retention=TWO_DAYS, socket_timeout=5)
+        assert await store.bind_loop()
+        admin = redis.Redis(port=int(server.url.rsplit(":", 1)[1].split("/")[0]))
+        admin.script_flush()
+        store.post([("incr_fields", key, {"n:64500": 2, "m": 1}, at)])
+        got: list[Any] = []
+        assert (
+            store.submit([("pair", key, at, at - 3600, "n:64500", 6)], lambda _a, r: got.append(r))
+            is None
+        )
+        end = time.monotonic() + 10
+        while not got:
+            assert time.monotonic() < end
+            await asyncio.sleep(0.005)
+        admin.close()
+        await store.unbind_loop()
+        return got[0], dict(store.status)
+
+    with caplog.at_level(logging.WARNING, logger="authabuse.redis"):
+        [pair], status = asyncio.run(main())
+    assert caplog.text.count("lost the authabuse scripts") == 2  # the write and the read
+    assert (pair.cur, pair.nets, pair.probe_cur) == ({"m": 1}, {"n:64500": 2}, 2)
+    assert status == {"degraded": False, "fallbacks": 0, "errors": 0}

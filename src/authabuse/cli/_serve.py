@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import resource
@@ -250,6 +251,11 @@ def _run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         bound = await server.start(args.listen)
+        # Modules, geo tables, rules: what is alive now lives as long as the process.
+        # Frozen, the cyclic GC's full collections no longer walk it (10-25 ms each,
+        # every few seconds under load: the latency tail), only what came later.
+        gc.collect()
+        gc.freeze()
         where = ", ".join(_fmt(b) for b in bound)
         print(f"authabuse serve {args.kind}: listening on {where}", file=sys.stderr, flush=True)
         if getattr(args, "metrics", None):
