@@ -11,6 +11,7 @@ a Postfix connection's answers leave in its requests' order.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -27,7 +28,7 @@ from authabuse._store_loop import LoopRunner, Pending
 from authabuse.counters import MemoryStore
 from authabuse.detector import Detector
 from authabuse.events import Submission, parse_ip
-from authabuse.servers import PostfixAnswers, PostfixPolicyServer
+from authabuse.servers import DovecotPolicyServer, PostfixAnswers, PostfixPolicyServer
 
 redis = pytest.importorskip("redis", reason="the 'redis' extra is not installed")
 pytest.importorskip("hiredis", reason="the loop path needs hiredis (extra 'redis')")
@@ -318,3 +319,99 @@ def test_scripts_lost_by_redis_are_loaded_again_on_the_loop(
     assert caplog.text.count("lost the authabuse scripts") == 2  # the write and the read
     assert (pair.cur, pair.nets, pair.probe_cur) == ({"m": 1}, {"n:64500": 2}, 2)
     assert status == {"degraded": False, "fallbacks": 0, "errors": 0}
+
+
+def _login_requests(seed: int) -> list[tuple[str, dict[str, Any]]]:
+    """Dovecot's requests for an account's logins at home, then for a botnet's logins."""
+    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
+    out: list[tuple[str, dict[str, Any]]] = []
+
+    def login(account: str, ip: str, ok: bool) -> None:
+        data = {"login": account, "remote": ip, "protocol": "imap", "session_id": "s"}
+        out.append(("allow", data))
+        if ok:
+            out.append(("allow", data))
+        out.append(("report", {**data, "success": ok, "policy_reject": False}))
+
+    for _ in range(6):
+        login("mallory@example.jp", "81.2.69.160", True)
+        login("quiet@example.jp", "81.2.69.161", True)
+    for i in range(40):
+        ip = f"{rng.randrange(1, 223)}.{rng.randrange(256)}.{rng.randrange(256)}.9"
+        login("mallory@example.jp", ip, i % 3 != 0)
+        login("quiet@example.jp", "81.2.69.161", True)
+    return out
+
+
+def _clock() -> Callable[[], datetime]:
+    times = (
+        T0 + timedelta(minutes=30 * i) if i < 36 else T0 + timedelta(hours=30, seconds=10 * i)
+        for i in range(10_000)
+    )
+    return lambda: next(times)
+
+
+def _http_statuses(addr: Any, requests: list[tuple[str, dict[str, Any]]]) -> list[int]:
+    """Send every request at once on one connection; return the answers' statuses in order."""
+    payload = b""
+    for command, data in requests:
+        body = json.dumps(data).encode()
+        payload += (
+            f"POST /?command={command} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+    statuses: list[int] = []
+    with socket.create_connection(addr) as s:
+        s.sendall(payload)
+        s.settimeout(20)
+        buf = b""
+        while len(statuses) < len(requests):
+            chunk = s.recv(65536)
+            assert chunk, "server closed the connection"
+            buf += chunk
+            while b"\r\n\r\n" in buf:
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                if len(rest) < length:
+                    break
+                assert head.startswith(b"HTTP/1.1 200 ")
+                statuses.append(json.loads(rest[:length])["status"])
+                buf = rest[length:]
+    return statuses
+
+
+def test_dovecot_server_runs_its_redis_io_on_the_loop(
+    redis_process: Callable[..., RedisProcess], net: Any
+) -> None:
+    """Dovecot's requests on a Redis store: on the loop, answered as one by one.
+
+    All requests of one connection are in flight together (pipelined); the answers
+    leave in order and are those a server on a memory store gives for the same logins
+    one at a time; no blocking Redis call is made on the server's loop.
+    """
+    requests = _login_requests(seed=5)
+    plain = DovecotPolicyServer(
+        Detector(store=MemoryStore(retention=TWO_DAYS)), allow_reuse_seconds=0, clock=_clock()
+    )
+    expected = [plain.policy(c, d)["status"] for c, d in requests]  # type: ignore[index]  # a dict: nothing bound
+    assert 0 in expected
+    assert -1 in expected  # the botnet's logins are refused at some point
+
+    server = redis_process()
+    store = RedisStore(server.url, retention=TWO_DAYS, socket_timeout=5)
+    srv = DovecotPolicyServer(Detector(store=store), allow_reuse_seconds=0, clock=_clock())
+    st = net.ServerThread()
+    try:
+        addr = st.start(srv)
+        assert srv._runner is not None  # the store runs on the server's loop
+        got = _http_statuses(addr, requests)
+
+        async def blocking_connection() -> Any:
+            return getattr(store._tls, "conn", None)
+
+        assert st.call(blocking_connection()) is None  # nothing went the blocking way
+    finally:
+        st.close()
+    assert got == expected
+    assert not store.degraded
+    assert store.status["errors"] == 0

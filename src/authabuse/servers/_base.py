@@ -274,3 +274,45 @@ def _remove_stale_socket(path: str) -> None:
         raise ConfigurationError(f"another server already listens on {path}")
     finally:
         probe.close()
+
+
+class StoreLoopMixin:
+    """A server's detector calls, on its event loop when the detector's store can be.
+
+    ``self._check`` / ``self._process`` are the decider's ``check`` / ``process``, or,
+    once :meth:`_bind_store` found a store-backed Detector on a Redis store, those of a
+    :class:`~authabuse._store_loop.LoopRunner`: they then return a
+    :class:`~authabuse._store_loop.Pending` verdict while Redis answers, and the loop
+    serves other connections meanwhile.
+    """
+
+    decider: Any
+    metrics: Metrics
+    _runner: Any = None
+    _check: Callable[[Any], Any]
+    _process: Callable[[Any], Any]
+
+    def _plain_calls(self) -> None:
+        self._check, self._process = self.decider.check, self.decider.process
+
+    async def _bind_store(self) -> None:
+        if self._runner is not None:
+            return
+        from authabuse._store_loop import LoopRunner
+
+        runner = await LoopRunner.bind(self.decider)
+        if runner is None:
+            return
+        self._runner = runner
+        self._check, self._process = runner.check, runner.process
+        self.metrics.gauge(
+            "authabuse_store_in_flight",
+            "Events waiting for the shared store or for their account's earlier events",
+            lambda: float(runner.in_flight),
+        )
+
+    async def _unbind_store(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            self._plain_calls()
+            await runner.close()

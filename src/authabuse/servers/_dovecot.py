@@ -19,9 +19,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from authabuse._store_loop import Pending
 from authabuse.errors import ConfigurationError, InvalidEventError
 from authabuse.events import AuthAttempt, parse_ip
-from authabuse.servers._base import Connection, Limits, ServerBase
+from authabuse.servers._base import Connection, Limits, ListenAddress, ServerBase, StoreLoopMixin
 from authabuse.servers._decision import Decider, DovecotAnswers, level_name
 from authabuse.servers._http import HttpConnection, HttpRequest, HttpResponse, serve_metrics
 from authabuse.servers._metrics import Metrics
@@ -52,7 +53,7 @@ def parse_api_header(setting: str) -> tuple[str, str]:
     return name, value
 
 
-class DovecotPolicyServer(ServerBase):
+class DovecotPolicyServer(StoreLoopMixin, ServerBase):
     """Answer Dovecot's auth-policy requests with the detector's verdicts.
 
     ``command=allow`` is judged with :meth:`Decider.check` as if the login succeeded from
@@ -101,12 +102,13 @@ class DovecotPolicyServer(ServerBase):
         self._metrics_handler = serve_metrics(self)
         self.allow_reuse_seconds = allow_reuse_seconds
         self._recent: dict[tuple[str, str], tuple[float, str]] = {}
+        self._plain_calls()  # on the loop once start() binds a store-backed Detector
 
     def protocol(self) -> Connection:
         """Return a protocol instance for one Dovecot (or scraper) connection."""
         return HttpConnection(self, self.handle, self.max_body)
 
-    def handle(self, req: HttpRequest) -> HttpResponse:
+    def handle(self, req: HttpRequest) -> HttpResponse | Pending:  # noqa: PLR0911 - one per refusal
         """Answer one HTTP request (policy POSTs, ``/metrics`` and ``/health`` GETs)."""
         if req.method == "GET":
             return self._metrics_handler(req)
@@ -132,31 +134,69 @@ class DovecotPolicyServer(ServerBase):
             self.metrics.inc("authabuse_protocol_errors_total", (("reason", "malformed-json"),))
             return HttpResponse(400, b'{"error":"body must be a JSON object"}')
         reply = self.policy(command, data)
+        if isinstance(reply, Pending):  # the detector waits for its store
+            out = Pending()
+
+            def done(fut: Pending) -> None:
+                out.set_result(self._response(fut.result(), started))
+
+            reply.add_done_callback(done)
+            return out
+        return self._response(reply, started)
+
+    def _response(self, reply: dict[str, Any], started: float) -> HttpResponse:
         body = _OK if reply == {"status": 0} else json.dumps(reply).encode()
         self.metrics.observe(time.perf_counter() - started)
         return HttpResponse(200, body)
 
-    def policy(self, command: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Return the JSON answer to one ``allow`` or ``report`` request (already decoded)."""
-        metrics = self.metrics
-        metrics.inc("authabuse_requests_total", (("command", command),))
+    def policy(self, command: str, data: dict[str, Any]) -> dict[str, Any] | Pending:
+        """Return the JSON answer to one ``allow`` or ``report`` request (already decoded).
+
+        On a store-backed detector bound to the loop (:meth:`start`), the answer may be
+        a :class:`~authabuse._store_loop.Pending` one while the store answers.
+        """
+        self.metrics.inc("authabuse_requests_total", (("command", command),))
         login = data.get("login")
         if not isinstance(login, str) or not login:
-            status, level = 0, "anonymous"
-        else:
-            try:
-                level = self._decide(command, login, data)
-                status = self.answers.for_level(level) if command == "allow" else 0
-            except InvalidEventError as exc:
-                metrics.inc("authabuse_protocol_errors_total", (("reason", "invalid-value"),))
-                self.log_limited(f"invalid request value: {exc}", peer="")
-                status, level = self.answers.fail, "invalid"
-            except Exception as exc:  # fail open/closed, never crash
-                metrics.inc("authabuse_internal_errors_total")
-                self.log_limited("decision failed, answering the fail status", peer="", exc=exc)
-                status, level = self.answers.fail, "error"
+            return self._answer(command, data, login, 0, "anonymous")
+        try:
+            level = self._decide(command, login, data)
+        except Exception as exc:  # fail open/closed, never crash
+            return self._failed(command, data, login, exc)
+        if isinstance(level, Pending):
+            out = Pending()
+
+            def done(fut: Pending) -> None:
+                try:
+                    reply = self._judged(command, data, login, level_name(fut.result()))
+                except Exception as exc:  # fail open/closed, never crash
+                    reply = self._failed(command, data, login, exc)
+                out.set_result(reply)
+
+            level.add_done_callback(done)
+            return out
+        return self._judged(command, data, login, level)
+
+    def _judged(self, command: str, data: dict[str, Any], login: str, level: str) -> dict[str, Any]:
+        status = self.answers.for_level(level) if command == "allow" else 0
+        return self._answer(command, data, login, status, level)
+
+    def _failed(
+        self, command: str, data: dict[str, Any], login: str, exc: Exception
+    ) -> dict[str, Any]:
+        if isinstance(exc, InvalidEventError):
+            self.metrics.inc("authabuse_protocol_errors_total", (("reason", "invalid-value"),))
+            self.log_limited(f"invalid request value: {exc}", peer="")
+            return self._answer(command, data, login, self.answers.fail, "invalid")
+        self.metrics.inc("authabuse_internal_errors_total")
+        self.log_limited("decision failed, answering the fail status", peer="", exc=exc)
+        return self._answer(command, data, login, self.answers.fail, "error")
+
+    def _answer(
+        self, command: str, data: dict[str, Any], login: Any, status: int, level: str
+    ) -> dict[str, Any]:
         action = "reject" if status < 0 else ("tarpit" if status > 0 else "accept")
-        metrics.inc("authabuse_decisions_total", (("level", level), ("action", action)))
+        self.metrics.inc("authabuse_decisions_total", (("level", level), ("action", action)))
         if status < 0:
             if level == "abuse":
                 log.warning(
@@ -165,7 +205,7 @@ class DovecotPolicyServer(ServerBase):
             return {"status": status, "msg": self.answers.message}
         return {"status": status}
 
-    def _decide(self, command: str, login: str, data: dict[str, Any]) -> str:
+    def _decide(self, command: str, login: str, data: dict[str, Any]) -> str | Pending:
         remote = data.get("remote")
         remote_text = remote if isinstance(remote, str) else ""
         cache_key = (login, remote_text)
@@ -188,11 +228,41 @@ class DovecotPolicyServer(ServerBase):
             server=self.server_name,
         )
         if command == "allow":
-            level = level_name(self.decider.check(event))
+            verdict = self._check(event)
+            if isinstance(verdict, Pending):
+                if self.allow_reuse_seconds > 0:
+
+                    def remember(fut: Pending) -> None:
+                        if fut.exception() is None:
+                            self._remember(cache_key, now, level_name(fut.result()))
+
+                    verdict.add_done_callback(remember)
+                return verdict
+            level = level_name(verdict)
             if self.allow_reuse_seconds > 0:
-                if len(self._recent) >= 100_000:
-                    self._recent.clear()
-                self._recent[cache_key] = (now + self.allow_reuse_seconds, level)
+                self._remember(cache_key, now, level)
             return level
         self._recent.pop(cache_key, None)  # the login finished: judge the next one afresh
-        return level_name(self.decider.process(event))
+        verdict = self._process(event)
+        return verdict if isinstance(verdict, Pending) else level_name(verdict)
+
+    def _remember(self, cache_key: tuple[str, str], now: float, level: str) -> None:
+        if len(self._recent) >= 100_000:
+            self._recent.clear()
+        self._recent[cache_key] = (now + self.allow_reuse_seconds, level)
+
+    async def start(self, listen: ListenAddress | str) -> list[tuple[Any, ...] | str]:
+        """Start listening (see :meth:`ServerBase.start`), the store on this loop first.
+
+        A store-backed :class:`~authabuse.detector.Detector` on a Redis store then runs
+        its Redis I/O on this loop (as :class:`PostfixPolicyServer` does): while one
+        request waits for Redis the server reads and decides others, and a
+        connection's answers still leave in order.
+        """
+        await self._bind_store()
+        return await super().start(listen)
+
+    async def stop(self) -> None:
+        """Stop listening, close connections, let the store finish what is in flight."""
+        await super().stop()
+        await self._unbind_store()

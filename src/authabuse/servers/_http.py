@@ -8,9 +8,12 @@ status and the connection is closed.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from authabuse._store_loop import Pending
 from authabuse.servers._base import Connection, ServerBase
 
 __all__ = ["HttpRequest", "HttpResponse", "serve_metrics"]
@@ -45,7 +48,7 @@ class HttpResponse:
     content_type: str = "application/json"
 
 
-Handler = Callable[[HttpRequest], HttpResponse]
+Handler = Callable[[HttpRequest], "HttpResponse | Pending"]
 
 
 def _encode(resp: HttpResponse, keep_alive: bool) -> bytes:
@@ -59,7 +62,11 @@ def _encode(resp: HttpResponse, keep_alive: bool) -> bytes:
 
 
 class HttpConnection(Connection):
-    """Protocol of one HTTP connection; ``handler`` answers each complete request."""
+    """Protocol of one HTTP connection; ``handler`` answers each complete request.
+
+    The handler returns the response, or a :class:`~authabuse._store_loop.Pending` one
+    (a detector waiting for its store): responses still leave in the requests' order.
+    """
 
     def __init__(self, server: ServerBase, handler: Handler, max_body: int) -> None:
         super().__init__(server)
@@ -67,6 +74,10 @@ class HttpConnection(Connection):
         self.max_body = max_body
         self._head: tuple[str, str, dict[str, str], bool] | None = None
         self._need = 0
+        # Responses not written yet because an earlier one is still being decided:
+        # encoded bytes, or (Pending response, keep-alive).
+        self._queue: deque[Any] | None = None
+        self._closing = False  # a "Connection: close" request is being answered
 
     def _fail(self, status: int, reason: str) -> None:
         if self.transport is not None:
@@ -75,8 +86,8 @@ class HttpConnection(Connection):
             )
         self.close(reason)
 
-    def data_received(self, data: bytes) -> None:  # noqa: PLR0911,PLR0912 - one state machine
-        if self.transport is None:
+    def data_received(self, data: bytes) -> None:  # noqa: PLR0911,PLR0912,PLR0915 - one state machine
+        if self.transport is None or self._closing:
             return
         now = time.monotonic()
         self.last_activity = now
@@ -121,14 +132,63 @@ class HttpConnection(Connection):
             self._head = None
             self._need = 0
             resp = self.handler(HttpRequest(method, target, headers, body, keep))
+            if type(resp) is not HttpResponse or self._queue is not None:
+                if self._queue is None:
+                    self._queue = deque(out)
+                    out.clear()
+                self._queue.append((resp, keep))
+                if isinstance(resp, Pending):
+                    resp.add_done_callback(self._answered)
+                if not keep:
+                    self._closing = True
+                    break
+                continue
             out.append(_encode(resp, keep))
             if not keep:
                 self.transport.write(b"".join(out))
                 self.transport.close()
                 return
         self.request_started = (self.request_started or now) if (buf or self._head) else None
+        if self._queue is not None:
+            self._write_ready()
+        elif out:
+            self.transport.write(b"".join(out))
+
+    def _answered(self, _fut: Pending) -> None:
+        self._write_ready()
+
+    def _write_ready(self) -> None:
+        """Write the responses at the head of the queue that are decided, in order."""
+        queue = self._queue
+        if queue is None or self.transport is None:
+            return
+        out: list[bytes] = []
+        close = False
+        while queue:
+            head = queue[0]
+            if type(head) is bytes:
+                out.append(head)
+                queue.popleft()
+                continue
+            resp, keep = head
+            if type(resp) is not HttpResponse:
+                if not resp.done():
+                    break
+                try:
+                    resp = resp.result()
+                except Exception:  # the handler's own failure: a 500, not a crash
+                    resp = HttpResponse(500, b'{"error":"internal error"}')
+            queue.popleft()
+            out.append(_encode(resp, keep))
+            if not keep:
+                close = True
+                break
+        if not queue:
+            self._queue = None
         if out:
             self.transport.write(b"".join(out))
+        if close:
+            self.transport.close()
 
 
 def _parse_head(head: bytes) -> tuple[str, str, dict[str, str], bool] | tuple[int, str]:

@@ -19,7 +19,13 @@ from typing import Any
 from authabuse._store_loop import Pending
 from authabuse.errors import InvalidEventError
 from authabuse.events import Submission, parse_ip
-from authabuse.servers._base import Connection, Limits, ListenAddress, ServerBase
+from authabuse.servers._base import (
+    Connection,
+    Limits,
+    ListenAddress,
+    ServerBase,
+    StoreLoopMixin,
+)
 from authabuse.servers._decision import Decider, PostfixAnswers, level_name
 from authabuse.servers._metrics import Metrics
 
@@ -130,7 +136,7 @@ class _PostfixConnection(Connection):
         return None
 
 
-class PostfixPolicyServer(ServerBase):
+class PostfixPolicyServer(StoreLoopMixin, ServerBase):
     r"""Answer Postfix policy delegation requests with the detector's verdicts.
 
     Unauthenticated requests (empty ``sasl_username``) are answered ``DUNNO`` without
@@ -202,9 +208,7 @@ class PostfixPolicyServer(ServerBase):
         self._recorded: OrderedDict[str, None] = OrderedDict()
         self._encoded: dict[str, bytes] = {}
         self._logged_abuse: dict[str, float] = {}
-        self._runner: Any = None  # a LoopRunner for a store-backed Detector (start())
-        self._check: Callable[[Any], Any] = decider.check
-        self._process: Callable[[Any], Any] = decider.process
+        self._plain_calls()  # on the loop once start() binds a store-backed Detector
         self.metrics.gauge(
             "authabuse_pending_messages",
             "Messages seen at RCPT whose END-OF-MESSAGE has not arrived yet",
@@ -217,27 +221,13 @@ class PostfixPolicyServer(ServerBase):
 
     async def start(self, listen: ListenAddress | str) -> list[tuple[Any, ...] | str]:
         """Start listening (see :meth:`ServerBase.start`), the store on this loop first."""
-        if self._runner is None:
-            from authabuse._store_loop import LoopRunner
-
-            self._runner = await LoopRunner.bind(self.decider)
-            if self._runner is not None:
-                self._check, self._process = self._runner.check, self._runner.process
-                runner = self._runner
-                self.metrics.gauge(
-                    "authabuse_store_in_flight",
-                    "Events waiting for the shared store or for their account's earlier events",
-                    lambda: float(runner.in_flight),
-                )
+        await self._bind_store()
         return await super().start(listen)
 
     async def stop(self) -> None:
         """Stop listening, close connections, let the store finish what is in flight."""
         await super().stop()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            self._check, self._process = self.decider.check, self.decider.process
-            await runner.close()
+        await self._unbind_store()
 
     def _reply(self, action: str) -> bytes:
         out = self._encoded.get(action)
