@@ -1662,7 +1662,8 @@ class Detector:
             # Keep dict order = recency order, for eviction of the least recently active.
             del accts[name]
             accts[name] = acct
-        acct.last = max(acct.last, ctx.t)
+        if ctx.t > acct.last:  # noqa: PLR1730 - a branch, not a call, per event
+            acct.last = ctx.t
         self._roll(acct, ctx)
         usual = acct.usual
         net_usual = ctx.net in usual
@@ -1678,7 +1679,8 @@ class Detector:
         )
         if net_usual and ctx.kind != _AUTH_FAIL and ctx.t > acct.last_usual:
             acct.last_usual = ctx.t
-        rnew = _rcpt_new(acct.rknown, ctx.rfps) if _rcpt_warm(acct, ctx, self._lw) else -1
+        rfps = ctx.rfps  # (_rcpt_warm inlined; without recipients rnew is not read)
+        rnew = _rcpt_new(acct.rknown, rfps) if rfps and ctx.t - acct.first >= self._lw else -1
         self._add(acct, ctx, net_usual, cc_usual, rnew)
         if not acct.counted and ctx.kind != _AUTH_FAIL:
             # A domain's distinct set of accounts only grows (never trimmed; a sketch
@@ -1811,10 +1813,10 @@ class Detector:
     ) -> None:
         """Count the event in the account's four windows (short and long, both slices)."""
         kind = ctx.kind
-        wins = (acct.sc, acct.sn, acct.lc, acct.ln)
+        wins: tuple[_Win, _Win, _Win, _Win] = (acct.sc, acct.sn, acct.lc, acct.ln)  # type: ignore[assignment]  # _roll created them
         if kind == _AUTH_FAIL:
             for w in wins:
-                w.fails += 1  # type: ignore[union-attr]  # _roll creates them
+                w.fails += 1
             return
         cfg = self.config
         limit = cfg.exact_limit
@@ -1824,7 +1826,6 @@ class Detector:
         raddr = len(ctx.rfps) if ctx.rfps and rnew >= 0 else 0
         t = ctx.t
         for i, w in enumerate(wins):
-            assert w is not None  # noqa: S101 - _roll creates them
             # distinct addresses: a member, a small exact set, then a sketch (_d_add)
             ips = w.ips
             if ips is None:
@@ -2009,7 +2010,7 @@ class Detector:
             atoms = tuple(rule.when.atoms())
             meta = (
                 atoms,
-                tuple(getattr(atom, "feature", "") for atom in atoms),
+                tuple(dict.fromkeys(getattr(atom, "feature", "") for atom in atoms)),
                 bool(is_short),
                 any(n.startswith("ip_accounts") for n in reads),
                 any(n.startswith("domain_flagged") for n in reads),
@@ -2122,7 +2123,7 @@ class _View(dict[str, Any]):
     )
 
     def __init__(self, det: Detector, ctx: _Ctx, acct: _Acct | None, pure: bool) -> None:
-        super().__init__()
+        # (an empty dict already: dict.__init__ without arguments does nothing)
         self.det = det
         self.ctx = ctx
         self.acct = acct
