@@ -828,3 +828,18 @@ def test_flag_features_are_bools() -> None:
         for v in (det.check(e), det.process(e)):
             for name in FLAG_FEATURES:
                 assert type(v.features[name]) is bool, name
+
+
+def test_recipient_domains_are_kept_only_when_a_rule_reads_them() -> None:
+    rcpts = ("a@one.example", "b@two.example", "c@two.example")
+    e = Submission(time=T0, ip=IPv4Address("10.1.0.5"), account="a@example.jp",
+                   recipient_count=3, recipients=rcpts)  # fmt: skip
+    v = Detector(geo=BlockGeo()).process(e)
+    with pytest.raises(ConfigurationError, match="rcpt_domains_1h is not kept"):
+        v.features["rcpt_domains_1h"]  # the lookup is the test
+    rules = RuleSet((Rule("many-domains", when=F.rcpt_domains_1h >= 2, score=10),))
+    det = Detector(geo=BlockGeo(), rules=rules)
+    assert det.check(e).features["rcpt_domains_1h"] == 2
+    v = det.process(e)
+    assert v.features["rcpt_domains_24h"] == 2
+    assert [f.rule for f in v.findings] == ["many-domains"]

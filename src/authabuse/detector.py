@@ -1125,6 +1125,10 @@ class Detector:
         # Recipient domains cost a set per window and message: kept only when a rule
         # reads them (as the store-backed state does).
         self._rdoms = any(split_feature(n)[0] == "rcpt_domains" for n in self.rules.reads)
+        if not self._rdoms:
+            for name in self._features:
+                if name.startswith("rcpt_domains_"):
+                    self._features[name] = _not_kept(name)
         self._sw = self.config.short_window
         self._lw = self.config.long_window
         self._swept = -1
@@ -2042,6 +2046,18 @@ class Detector:
                 table[f"{stem}_{label}"] = _bind(fn, is_short)
         table.update(_PLAIN_FNS)
         return table
+
+
+def _not_kept(name: str) -> Callable[[Any], Any]:
+    """Return a feature function refusing ``name``: a feature the detector does not keep."""
+
+    def refuse(view: Any) -> Any:
+        raise ConfigurationError(
+            f"{name} is not kept by this detector: no rule reads it (add a rule that does, "
+            "and the detector keeps it)"
+        )
+
+    return refuse
 
 
 def _bind(fn: Callable[[bool, _View], Any], is_short: bool) -> Callable[[_View], Any]:
