@@ -36,6 +36,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import ssl
 import threading
 import time
 from collections import deque
@@ -320,6 +321,7 @@ class RedisStore:
         self._tls = threading.local()  # this thread's raw connection and unread replies
         self._socket_timeout = socket_timeout
         self._link: _LoopLink | None = None  # the connection on an asyncio loop (bind_loop)
+        self._tls_context: ssl.SSLContext | None = None  # rediss:// on the loop
         self._bound: asyncio.AbstractEventLoop | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._retry_timer: asyncio.TimerHandle | None = None
@@ -903,10 +905,13 @@ class RedisStore:
 
         Afterwards :meth:`submit` and :meth:`post` write their commands on it without
         blocking: what every callback of one loop iteration submits goes out in one
-        write, and the replies are parsed as they arrive. Returns ``False`` (nothing
-        bound; use the blocking calls) for clients this does not cover: Redis Cluster,
-        TLS, a client object of another kind, or no hiredis. Redis being down is not a
-        reason: the store falls back to local state and reconnects in the background.
+        write, and the replies are parsed as they arrive. It connects as the client's
+        URL says: TCP or a Unix socket, TLS (``rediss://``, with the client's
+        certificate and verification settings), ``AUTH`` (with a user name too) and
+        ``SELECT``. Returns ``False`` (nothing bound; use the blocking calls) for
+        clients this does not cover: Redis Cluster, TLS with OCSP checks, a client
+        object of another kind, or no hiredis. Redis being down is not a reason: the
+        store falls back to local state and reconnects in the background.
 
         >>> import asyncio
         >>> async def demo():
@@ -925,7 +930,9 @@ class RedisStore:
 
         pool = self._r.connection_pool
         if issubclass(pool.connection_class, redis.SSLConnection):
-            return False
+            self._tls_context = _tls_context(pool)
+            if self._tls_context is None:
+                return False
         self._bound = asyncio.get_running_loop()
         await self._connect_link()
         return True
@@ -963,6 +970,15 @@ class RedisStore:
             async with asyncio.timeout(self._socket_timeout):
                 if kw.get("path"):
                     await loop.create_unix_connection(lambda: link, kw["path"])
+                elif self._tls_context is not None:
+                    host = kw.get("host", "localhost")
+                    await loop.create_connection(
+                        lambda: link,
+                        host,
+                        kw.get("port", 6379),
+                        ssl=self._tls_context,
+                        server_hostname=host,
+                    )
                 else:
                     await loop.create_connection(
                         lambda: link, kw.get("host", "localhost"), kw.get("port", 6379)
@@ -1431,6 +1447,37 @@ class _LoopLink(asyncio.Protocol):
             self.fail(TimeoutError(f"no answer from Redis in {timeout:g} s"))
         else:
             self.timer = self.loop.call_later(timeout - age, self._check_timeout)
+
+
+def _tls_context(pool: Any) -> ssl.SSLContext | None:
+    """Return a ``rediss://`` client's TLS settings as an SSLContext for the loop connection.
+
+    Built as the client builds its own (certificate, key, CAs, verification, host name
+    check, minimum version, ciphers); ``None`` where the client asks for what asyncio
+    cannot do (OCSP checks), so the store keeps the blocking path.
+    """
+    conn = pool.connection_class(**pool.connection_kwargs)  # not connected: its settings
+    if getattr(conn, "ssl_validate_ocsp", False) or getattr(
+        conn, "ssl_validate_ocsp_stapled", False
+    ):
+        return None
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = bool(conn.check_hostname) and conn.cert_reqs != ssl.CERT_NONE
+    ctx.verify_mode = conn.cert_reqs
+    if conn.certfile or conn.keyfile:
+        ctx.load_cert_chain(
+            certfile=conn.certfile,
+            keyfile=conn.keyfile,
+            password=getattr(conn, "certificate_password", None),
+        )
+    ca_path, ca_data = getattr(conn, "ca_path", None), getattr(conn, "ca_data", None)
+    if conn.ca_certs or ca_path or ca_data:
+        ctx.load_verify_locations(cafile=conn.ca_certs, capath=ca_path, cadata=ca_data)
+    if getattr(conn, "ssl_min_version", None) is not None:
+        ctx.minimum_version = conn.ssl_min_version
+    if getattr(conn, "ssl_ciphers", None):
+        ctx.set_ciphers(conn.ssl_ciphers)
+    return ctx
 
 
 def _noscript(reply: Any) -> bool:

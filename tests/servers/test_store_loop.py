@@ -15,8 +15,10 @@ import json
 import logging
 import os
 import random
+import shutil
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -415,3 +417,123 @@ def test_dovecot_server_runs_its_redis_io_on_the_loop(
     assert got == expected
     assert not store.degraded
     assert store.status["errors"] == 0
+
+
+# The loop connection's handshake: as the client's URL says (Unix socket, AUTH with or
+# without a user, SELECT, TLS), each against a real redis-server configured for it.
+
+_AT = 1_714_557_600.0
+
+
+async def _round_trip(store: RedisStore) -> tuple[bool, Any]:
+    """Bind, write a count and read it back through the loop connection."""
+    bound = await store.bind_loop()
+    key = ("erin@example.jp", "S")
+    store.post([("incr_fields", key, {"m": 2}, _AT)])
+    got: list[Any] = []
+    now = store.submit([("counts", key, _AT, 3600)], lambda _a, r: got.append(r))
+    if now is not None:  # answered at once: the local fallback
+        got.append(now)
+    end = time.monotonic() + 10
+    while not got:
+        assert time.monotonic() < end
+        await asyncio.sleep(0.005)
+    linked = store._link is not None
+    await store.unbind_loop()
+    return bound and linked, got[0]
+
+
+def test_loop_connection_over_a_unix_socket_with_password_and_database(
+    redis_process: Callable[..., RedisProcess], tmp_path: Any
+) -> None:
+    path = str(tmp_path / "redis.sock")
+    server = redis_process(
+        "--unixsocket", path, "--unixsocketperm", "700", "--requirepass", "s3cret"
+    )
+    store = RedisStore(f"unix://:s3cret@{path}?db=3", retention=TWO_DAYS, socket_timeout=5)
+    linked, result = asyncio.run(_round_trip(store))
+    assert linked
+    assert result == [{"m": 2}]
+    assert not store.degraded
+    admin = redis.Redis(unix_socket_path=path, password="s3cret", db=3)  # noqa: S106 - a test server's
+    try:
+        [name] = admin.keys("authabuse:{erin@example.jp}:S:c:*")  # in database 3
+        assert admin.hgetall(name) == {b"m": b"2"}
+        other_db = redis.Redis(unix_socket_path=path, password="s3cret", db=0)  # noqa: S106 - as above
+        assert other_db.dbsize() == 0
+        other_db.close()
+    finally:
+        admin.close()
+    server.close()
+
+
+def test_loop_connection_authenticates_an_acl_user_and_fails_over_on_refusal(
+    redis_process: Callable[..., RedisProcess], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = redis_process("--user", "mta", "on", ">pw1", "~*", "&*", "+@all")
+    base = f"127.0.0.1:{server.port}/2"
+    store = RedisStore(f"redis://mta:pw1@{base}", retention=TWO_DAYS, socket_timeout=5)
+    linked, result = asyncio.run(_round_trip(store))
+    assert linked
+    assert result == [{"m": 2}]
+    admin = redis.Redis(port=server.port, db=2, username="mta", password="pw1")  # noqa: S106 - a test server's
+    assert admin.keys("authabuse:{erin@example.jp}:S:c:*")
+    admin.close()
+    # A wrong password: the handshake is refused, the store answers from local state.
+    wrong = RedisStore(f"redis://mta:nope@{base}", retention=TWO_DAYS, retry_interval=60)
+    with caplog.at_level(logging.WARNING, logger="authabuse.redis"):
+        linked, result = asyncio.run(_round_trip(wrong))
+    assert not linked
+    assert result == [{"m": 2}]  # counted locally
+    assert wrong.degraded
+    assert "unreachable" in caplog.text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cert(directory: Any, name: str) -> tuple[str, str]:
+    """A throwaway self-signed certificate for 127.0.0.1 (the openssl command)."""
+    cert, key = str(directory / f"{name}.pem"), str(directory / f"{name}.key")
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_loop_connection_speaks_tls_for_rediss_urls(
+    redis_process: Callable[..., RedisProcess], tmp_path: Any
+) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    cert, key = _cert(tmp_path, "server")
+    other, _ = _cert(tmp_path, "other")
+    tls_port = _free_port()
+    server = redis_process(
+        "--tls-port", str(tls_port), "--tls-cert-file", cert, "--tls-key-file", key,
+        "--tls-ca-cert-file", cert, "--tls-auth-clients", "no",
+    )  # fmt: skip
+    url = f"rediss://127.0.0.1:{tls_port}/0?ssl_cert_reqs=required&ssl_ca_certs="
+    store = RedisStore(url + cert, retention=TWO_DAYS, socket_timeout=5)
+    linked, result = asyncio.run(_round_trip(store))
+    assert linked  # TLS on the loop, not the blocking path
+    assert result == [{"m": 2}]
+    assert not store.degraded
+    assert store.count_distinct(("erin@example.jp", "x"), at=_AT, window=60) == 0  # blocking too
+    plain = redis.Redis(port=server.port)
+    assert plain.keys("authabuse:{erin@example.jp}:S:c:*")
+    plain.close()
+    # A server certificate the client does not trust: refused, local state answers.
+    distrust = RedisStore(url + other, retention=TWO_DAYS, socket_timeout=5, retry_interval=60)
+    linked, result = asyncio.run(_round_trip(distrust))
+    assert not linked
+    assert distrust.degraded
