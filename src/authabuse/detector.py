@@ -1499,14 +1499,21 @@ class Detector:
 
     def _learn_rcpts(self, acct: _Acct, ctx: _Ctx) -> None:
         """Remember the message's recipients if it came from the owner (``_rcpt_teaches``)."""
-        if ctx.rfps and _rcpt_teaches(acct, ctx):
+        if ctx.rfps and acct.flag == 0:  # _rcpt_teaches, inlined
             acct.rknown = _rcpt_learned(acct.rknown, ctx.rfps, self.config.rcpt_memory)
 
     def _context(self, event: Event) -> _Ctx | None:
         if isinstance(event, Submission):
             kind = _SUB
             rdoms = event.recipient_domains() if self._rdoms else ()
-            rfps = _rcpt_keys(event.recipients)
+            recipients = event.recipients
+            if len(recipients) == 1:  # the usual message: _rcpt_key inlined
+                h = zlib.crc32(
+                    recipients[0].strip().strip("<>").lower().encode("utf-8", "surrogatepass")
+                )
+                rfps: tuple[int, ...] = ((h ^ (h >> 16)) & 0xFFFF,)
+            else:
+                rfps = _rcpt_keys(recipients)
             rcpts = (
                 event.recipient_count
                 if event.recipient_count is not None
@@ -1521,7 +1528,7 @@ class Detector:
             self.stats.ignored += 1
             return None
         ip = event.ip
-        member = _member(ip)
+        member = int(ip) if isinstance(ip, IPv4Address) else (int(ip) >> 64) | _V6_MARK  # _member
         hit = self._geo_cache.get(member)
         cc, asn = hit if hit is not None else self._locate(ip, member)
         time = event.time
@@ -1828,8 +1835,7 @@ class Detector:
         sub = kind == _SUB
         rdoms = ctx.rdoms
         raddr = len(ctx.rfps) if ctx.rfps and rnew >= 0 else 0
-        t = ctx.t
-        for i, w in enumerate(wins):
+        for w in wins:
             # distinct addresses: a member, a small exact set, then a sketch (_d_add)
             ips = w.ips
             if ips is None:
@@ -1881,19 +1887,22 @@ class Detector:
                 if raddr:
                     w.raddr += raddr
                     w.rnew += rnew
-                if i < 2:  # the short windows keep per-address runs
-                    ipm = w.ipm
-                    if ipm is None:
-                        w.ipm = {m: [1, t, t]}
-                    else:
-                        rec = ipm.get(m)
-                        if rec is None:
-                            if len(ipm) < _IPM_CAP:
-                                ipm[m] = [1, t, t]
-                        else:
-                            rec[0] += 1
-                            if t > rec[2]:  # noqa: PLR1730 - a branch, not a call, per event
-                                rec[2] = t
+        if not sub:
+            return
+        t = ctx.t
+        for w in wins[:2]:  # the short windows keep per-address runs
+            ipm = w.ipm
+            if ipm is None:
+                w.ipm = {m: [1, t, t]}
+            else:
+                rec = ipm.get(m)
+                if rec is None:
+                    if len(ipm) < _IPM_CAP:
+                        ipm[m] = [1, t, t]
+                else:
+                    rec[0] += 1
+                    if t > rec[2]:  # noqa: PLR1730 - a branch, not a call, per event
+                        rec[2] = t
 
     def _flagged(self, ctx: _Ctx, acct: _Acct, v: Verdict) -> None:
         level = int(v.level)
@@ -1961,12 +1970,15 @@ class Detector:
         score = 0.0
         node = self._fail_plan if ctx.kind == _AUTH_FAIL else self._plan
         while True:
+            # (a feature another one computed on the way is computed again: same value)
             for name, fn in node.fetch:
-                if name not in view:
-                    view[name] = fn(view)
+                view[name] = fn(view)
             guards = node.guards
             if not guards:
                 break
+            if len(guards) == 1:
+                node = node.table[1 if guards[0](view) else 0]
+                continue
             key = 0
             bit = 1
             for guard in guards:
