@@ -556,7 +556,10 @@ def write_results(
         "its Redis I/O on the server's event loop: a check's reads, or a recorded "
         "message's reads and then its writes, are submitted without blocking, everything "
         "submitted in one loop iteration goes out in one write, and the loop serves other "
-        "connections while replies are on their way (an account's events stay in order). "
+        "connections while replies are on their way (an account's events stay in order); "
+        "a window's two buckets are summarised by a script in Redis and a bucket's counts "
+        "written in one script call; the server's startup heap is frozen out of the GC "
+        "(as `authabuse serve` does). "
         "Peers: stdlib "
         "threaded servers that parse and answer DUNNO / status 0 with no detection.",
         "",

@@ -412,6 +412,20 @@ def test_dovecot_server_runs_its_redis_io_on_the_loop(
             return getattr(store._tls, "conn", None)
 
         assert st.call(blocking_connection()) is None  # nothing went the blocking way
+        # "Connection: close" while the answer waits for Redis: answered, then closed.
+        body = json.dumps({"login": "late@example.jp", "remote": "81.2.69.162"}).encode()
+        with socket.create_connection(addr) as s:
+            s.sendall(
+                b"POST /?command=allow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            s.settimeout(10)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert b"Connection: close" in data
+        assert data.endswith(b'{"status":0}')
     finally:
         st.close()
     assert got == expected
