@@ -570,7 +570,16 @@ class RedisStore:
                 self._failed(exc)
         _local_batch(self._local, ops)
 
-    def _plan(self, op: Op) -> tuple[str, Any]:  # noqa: PLR0911, PLR0912, PLR0915 - one return per kind
+    def _counted_slice(self, key: Key, at: Any) -> tuple[str, int]:
+        """Return the base name and slice number that a count of ``key`` at ``at`` goes to."""
+        if type(at) is not int and (type(at) is not float or at - at != 0.0):
+            at = self._check_time(at)
+        base = self._bases.get(key) if type(key) is tuple else None
+        if base is None:
+            base = self._base(key)
+        return base, math.floor(at / self._slice)
+
+    def _plan(self, op: Op) -> tuple[str, Any]:  # noqa: PLR0911, PLR0912 - one return per kind
         name = op[0]
         if name == "counts":  # the most frequent: one slice of a bucket, read whole
             key, at, window = op[1], op[2], op[3]
@@ -603,12 +612,7 @@ class RedisStore:
                 raise TypeError(f"counted fields are str, not {type(field).__name__}")
             if type(amount) is not int:
                 raise TypeError("amount must be an int")
-            if type(at) is not int and (type(at) is not float or at - at != 0.0):
-                at = self._check_time(at)
-            slice_no = math.floor(at / self._slice)
-            base = self._bases.get(key) if type(key) is tuple else None
-            if base is None:
-                base = self._base(key)
+            base, slice_no = self._counted_slice(key, at)
             return name, (base + ":m:0", f"{base}:c:{slice_no}", slice_no, field, amount)
         if name == "count_distinct":
             key, at, window = op[1], op[2], op[3]
@@ -621,12 +625,7 @@ class RedisStore:
                 type(f) is str and type(n) is int for f, n in fields.items()
             ):
                 raise TypeError("incr_fields takes a dict of str fields to int amounts")
-            if type(at) is not int and (type(at) is not float or at - at != 0.0):
-                at = self._check_time(at)
-            slice_no = math.floor(at / self._slice)
-            base = self._bases.get(key) if type(key) is tuple else None
-            if base is None:
-                base = self._base(key)
+            base, slice_no = self._counted_slice(key, at)
             return name, (base + ":m:0", f"{base}:c:{slice_no}", slice_no, fields)
         if name == "pair":  # two buckets of counted fields, summarised (see _PAIR_LUA)
             key, at, prev_at, probe, top = op[1], op[2], op[3], op[4], op[5]
