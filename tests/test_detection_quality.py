@@ -55,3 +55,19 @@ def test_vpn_users_hopping_between_exits_are_not_flagged(hard: dict[int, Path]) 
     det = evaluate([hard[4]]).methods["detector"]
     assert det.false_positives["vpn"][0] == 0
     assert det.fp_total == 0
+
+
+def test_a_vpn_user_abroad_is_not_a_domestic_botnet(tmp_path: Path) -> None:
+    # The README's demo world (seed 7, 800 accounts, 3 days). A VPN user whose exits
+    # (Amazon, Microsoft, ...) span eight countries in a day came home to a Japanese
+    # ISP: eight new networks and thirteen addresses in 24 h, the event in the common
+    # country, so `domestic-botnet` fired though the new networks were abroad. A
+    # domestic botnet's sources stay in the country: the rule now requires that.
+    simulate(tmp_path, seed=7, accounts=800, days=3)
+    truth = GroundTruth.load(tmp_path)
+    assert truth.accounts["bdi70853@mail.example.jp"].persona == "vpn"
+    det = evaluate([tmp_path]).methods["detector"]
+    assert "bdi70853@mail.example.jp" not in det.fp_accounts
+    assert det.fp_total == 0
+    assert det.missed == []
+    assert det.recall_of("domestic")[0] == det.recall_of("domestic")[1] >= 1

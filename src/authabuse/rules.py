@@ -1101,7 +1101,11 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
         ),
         Rule(
             "domestic-botnet",
-            when=unusual & (f("new_asns", lg) >= 8) & (f("ips", lg) >= 12) & F.country_common,
+            when=unusual
+            & (f("new_asns", lg) >= 8)
+            & (f("ips", lg) >= 12)
+            & F.country_common
+            & (f("countries", lg) <= 3),
             score=100,
             describe="many new networks inside the usual country",
         ),
