@@ -75,7 +75,7 @@ import logging
 import math
 import sys
 from array import array
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -91,6 +91,7 @@ from authabuse.detector import (
     _IPRec,
     _learned,
     _merged_usual,
+    _not_kept,
     _prefix_net,
     _rcpt_learned,
     _rcpt_new,
@@ -255,16 +256,6 @@ def _trial_parse(text: str) -> tuple[tuple[Any, int], ...]:
     return tuple(out)
 
 
-def _not_kept(name: str) -> Callable[[Any], Any]:
-    def refuse(view: Any) -> Any:
-        raise ConfigurationError(
-            f"{name} is not kept by this store-backed detector: no rule reads it (add a "
-            "rule that does, and the store keeps it)"
-        )
-
-    return refuse
-
-
 def _usual_text(usual: tuple[Any, ...]) -> str:
     return " ".join(f"n{k}" if isinstance(k, int) else f"c{k}" for k in usual)
 
@@ -348,7 +339,7 @@ class StoreState:
             if (stem == "rcpt_domains" and not self._rdoms) or (
                 stem in _RCPT_STEMS and not self._rk
             ):
-                self._features[name] = _not_kept(name)
+                self._features[name] = _not_kept(name, "store-backed detector")
 
     # ------------------------------------------------------------------ batches
 

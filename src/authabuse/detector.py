@@ -49,6 +49,7 @@ from authabuse.counters import HyperLogLog
 from authabuse.errors import ConfigurationError, CorruptDataError, IncompatibleError
 from authabuse.events import AuthAttempt, Delivery, Event, Submission
 from authabuse.rules import (
+    _OPS,
     Compare,
     Finding,
     Level,
@@ -782,14 +783,6 @@ def _compile(cond: Any) -> Callable[[Mapping[str, Any]], Any]:  # noqa: PLR0911,
     return cond.evaluate  # type: ignore[no-any-return]  # a user-defined Condition subclass
 
 
-_OPFNS: dict[str, Callable[[Any, Any], Any]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<=": operator.le,
-    "<": operator.lt,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 _Atom = tuple[str, Callable[[Any, Any], Any], Any]
 
 
@@ -802,7 +795,7 @@ def _simple(cond: Any) -> _Atom | None:
     from authabuse.rules import Flag, Not
 
     if type(cond) is Compare:
-        return cond.feature, _OPFNS[cond.op], cond.value
+        return cond.feature, _OPS[cond.op], cond.value
     if type(cond) is Flag:
         return cond.feature, operator.ne, False
     if type(cond) is Not and type(cond.part) is Flag:
@@ -2062,13 +2055,13 @@ class Detector:
         return table
 
 
-def _not_kept(name: str) -> Callable[[Any], Any]:
-    """Return a feature function refusing ``name``: a feature the detector does not keep."""
+def _not_kept(name: str, holder: str = "detector") -> Callable[[Any], Any]:
+    """Return a feature function refusing ``name``: a feature the ``holder`` does not keep."""
 
     def refuse(view: Any) -> Any:
         raise ConfigurationError(
-            f"{name} is not kept by this detector: no rule reads it (add a rule that does, "
-            "and the detector keeps it)"
+            f"{name} is not kept by this {holder}: no rule reads it (add a rule that does, "
+            f"and the {holder} keeps it)"
         )
 
     return refuse

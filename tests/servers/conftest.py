@@ -201,6 +201,13 @@ class RedisProcess:
                     "--dir",
                     self.dir,
                     *self.extra,
+                    # A cluster node's bus listens on port + 10000 unless told: above
+                    # 55535 (or taken) the node would not start. Give it a free port.
+                    *(
+                        ("--cluster-port", str(_free_port()))
+                        if "--cluster-enabled" in self.extra
+                        else ()
+                    ),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
