@@ -1291,14 +1291,7 @@ class _LoopLink(asyncio.Protocol):
         done: Callable[[Any, Any], None] | None,
         arg: Any,
     ) -> None:
-        w = _Waiter(ops, commands, shape, done, arg, time.monotonic())
-        self.waiting.append(w)
-        self.unsent.append(w)
-        pack = _hiredis.pack_command
-        self.out += [pack(c) for c in commands]
-        if not self.flush_soon:
-            self.flush_soon = True
-            self.loop.call_soon(self._flush)
+        self._enqueue(_Waiter(ops, commands, shape, done, arg, time.monotonic()))
         if self.timer is None:
             self.timer = self.loop.call_later(self.store._socket_timeout, self._check_timeout)
 
@@ -1412,11 +1405,14 @@ class _LoopLink(asyncio.Protocol):
                 return
             self._complete(w)
 
-        helper = _Waiter([], commands, None, rerun, None, time.monotonic())
-        self.waiting.append(helper)
-        self.unsent.append(helper)
+        self._enqueue(_Waiter([], commands, None, rerun, None, time.monotonic()))
+
+    def _enqueue(self, w: _Waiter) -> None:
+        """Queue ``w``'s commands for the next flush, its replies for ``w``, in order."""
+        self.waiting.append(w)
+        self.unsent.append(w)
         pack = _hiredis.pack_command
-        self.out += [pack(c) for c in commands]
+        self.out += [pack(c) for c in w.commands]
         if not self.flush_soon:
             self.flush_soon = True
             self.loop.call_soon(self._flush)
