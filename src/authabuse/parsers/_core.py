@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import islice
+from typing import Any
 
 from authabuse.errors import ConfigurationError, InvalidEventError, ParseError
-from authabuse.events import Event, event_from_json
+from authabuse.events import Event, event_from_dict
 
 from ._bulk import feed_block
 from ._common import Context, Handler, LineError, redact
@@ -57,6 +59,34 @@ _SKIP_LINE = re.compile(
     r"(?:connect from |[0-9A-Za-z]+: message-id=)"
 ).match
 _SKIP_TEXTS = (": connect from ", ": message-id=")
+# Envelopes read only off the hot path, for lines _ENVELOPE does not match: a leading
+# syslog priority "<PRI>" (syslog as it travels over the network), RFC 5424
+# ("1 STAMP HOST APP PROCID MSGID SD MSG"), and journalctl's other short modes:
+# short-precise ("Nov 28 15:02:34.123456"), short-full ("Sat 2026-11-28 15:02:34 CET")
+# and short-unix ("1764342154.123456"), each followed by "host program[pid]: message".
+_PRI = re.compile(r"<(?:1[0-8][0-9]|19[01]|[1-9]?[0-9])>")  # facility * 8 + severity, 0-191
+_SD_ELEMENT = r'\[(?:[^\]"\\]|\\.|"(?:[^"\\]|\\.)*")*\]'
+_RFC5424 = re.compile(
+    rf"1 (\S+) (\S+) (\S+) (\S+) \S+ (?:-|(?:{_SD_ELEMENT})+)(?: \ufeff?(.*))?$", re.S
+)
+_ISO_ONLY = re.compile(  # an RFC 3339 stamp, as _STAMP reads it
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?"
+    r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?$"
+)
+_HOST_PROG_MSG = r" +(?:([^\s:\[]+) )?([^\s:\[]+)(?:\[([0-9]+)\])?: (.*)"
+_SHORT_PRECISE = re.compile(
+    r"([A-Z][a-z]{2} [ 0-9]?[0-9] [0-9]{2}:[0-9]{2}:[0-9]{2})\.([0-9]{1,9})" + _HOST_PROG_MSG,
+    re.S,
+)
+_SHORT_FULL = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?) "
+    r"([A-Za-z][A-Za-z0-9/_+-]*|[+-][0-9]{4})" + _HOST_PROG_MSG,
+    re.S,
+)
+_SHORT_UNIX = re.compile(r"([0-9]{1,12})\.([0-9]{1,9})" + _HOST_PROG_MSG, re.S)
+_MONOTONIC = re.compile(r"\[ *[0-9]+\.[0-9]{6}\] ")
+_UTC_NAMES = frozenset({"UTC", "GMT", "UT", "Z", "Etc/UTC"})
 # "host exim[pid]: 2021-07-17 23:20:49 ..." (journal export without a leading stamp)
 _HOST_PROG = re.compile(r"([^\s:\[]+) (exim[^\s\[:]*)(?:\[([0-9]+)\])?: (.*)", re.S)
 
@@ -419,16 +449,21 @@ class LogParser:
             return self._dovecot.handle(when, host, prog, None, msg, out)
         first = text[:1]
         if first == "{":
-            if self._forced is not None:
-                return False
             return self._json(text, out)
         if self.format == "jsonl":
             raise LineError("not a JSON object")
+        if first == "<":
+            p = _PRI.match(text)
+            if p is not None:
+                return self._prioritized(text[p.end() :], out)
         if first.isdigit() and self._forced in (None, self._exim):
             e = EXIM_STAMP.match(text)
             if e is not None:
                 when = self._stamp(None, e.group(1), None, out)
                 return self._exim.handle(when, None, "exim", None, text[e.end() :], out)
+        used = self._journal(text, out)
+        if used is not None:
+            return used
         h = _HOST_PROG.match(text)
         if h is not None and self._forced in (None, self._exim):
             rest = h.group(4)
@@ -440,13 +475,159 @@ class LogParser:
             return self._exim.handle(when, h.group(1), h.group(2), h.group(3), rest, out)
         raise _UnrecognizedError
 
-    def _json(self, text: str, out: list[Event]) -> bool:
+    def _prioritized(self, text: str, out: list[Event]) -> bool:
+        """Read a line after its ``<PRI>``: RFC 5424, or any envelope the parser reads."""
+        r = _RFC5424.match(text)
+        if r is not None:
+            stamp, host, app, procid, msg = r.groups()
+            if app == "-":
+                return False  # no program name: nothing says which parser it is for
+            handler = self._handler(app)
+            if handler is None:
+                return False
+            if stamp == "-" or _ISO_ONLY.match(stamp) is None:
+                raise LineError(f"RFC 5424 line without a usable time stamp: {stamp[:40]!r}")
+            when = self._stamp(None, stamp, None, out)
+            pid = procid if procid.isdigit() and procid.isascii() else None
+            return handler(when, None if host == "-" else host, app, pid, msg or "", out)
+        m = _ENVELOPE_MATCH(text)
+        if m is not None:
+            bsd, iso, tai, host, prog, pid, msg = m.groups()
+            handler = self._handler(prog)
+            if handler is None:
+                return False
+            return handler(self._stamp(bsd, iso, tai, out), host, prog, pid, msg, out)
+        if text.startswith("{"):
+            raise _UnrecognizedError
+        return self._other(text, out)
+
+    def _journal(self, text: str, out: list[Event]) -> bool | None:
+        """Read journalctl's short-precise, short-full and short-unix lines; None: not one."""
+        first = text[:1]
+        if first.isdigit():
+            m = _SHORT_UNIX.match(text)
+            if m is None:
+                return None
+            seconds, fraction, host, prog, pid, msg = m.groups()
+            handler = self._handler(prog)
+            if handler is None:
+                return False
+            try:
+                when = datetime.fromtimestamp(int(seconds), UTC)
+            except (OverflowError, OSError, ValueError):
+                raise LineError(f"time stamp out of range: {seconds}") from None
+            when += timedelta(microseconds=int(fraction[:6].ljust(6, "0")))
+        elif "A" <= first <= "Z":
+            m = _SHORT_PRECISE.match(text)
+            if m is not None:
+                stamp, fraction, host, prog, pid, msg = m.groups()
+                handler = self._handler(prog)
+                if handler is None:
+                    return False
+                try:
+                    when = self.clock.bsd(stamp)
+                except ValueError:
+                    raise LineError(f"bad time stamp {stamp!r}") from None
+                when += timedelta(microseconds=int(fraction[:6].ljust(6, "0")))
+            else:
+                m = _SHORT_FULL.match(text)
+                if m is None:
+                    return None
+                local, zone, host, prog, pid, msg = m.groups()
+                handler = self._handler(prog)
+                if handler is None:
+                    return False
+                when = self._zoned(local, zone)
+        else:
+            if first == "[" and _MONOTONIC.match(text):
+                raise LineError(
+                    "time since boot (journalctl -o short-monotonic) places no line in "
+                    "time: use -o short-iso-precise or -o json"
+                )
+            return None
+        self._moved_to(when, out)
+        return handler(when, host, prog, pid, msg, out)
+
+    def _zoned(self, local: str, zone: str) -> datetime:
+        """Place ``local`` wall time in ``zone``: UTC, an offset, or the --tz zone's name."""
         try:
-            event = event_from_json(text)
+            naive = datetime.fromisoformat(local)
+        except ValueError:
+            raise LineError(f"bad time stamp {local!r}") from None
+        if zone in _UTC_NAMES:
+            return naive.replace(tzinfo=UTC)
+        if zone[0] in "+-":
+            minutes = int(zone[1:3]) * 60 + int(zone[3:5])
+            if minutes >= 24 * 60:
+                raise LineError(f"bad UTC offset {zone!r}")
+            sign = -1 if zone[0] == "-" else 1
+            return naive.replace(tzinfo=timezone(timedelta(minutes=sign * minutes)))
+        # A zone abbreviation (CET, JST, EDT) names no zone on its own: it must be the one
+        # --tz gives at that time; at a DST change it also says which of two times it is.
+        tz = self.clock.tz
+        names = []
+        for fold in (0, 1):
+            value = naive.replace(tzinfo=tz, fold=fold)
+            name = value.tzname()
+            if name == zone:
+                return value.astimezone(UTC).astimezone(tz)  # a real instant
+            names.append(name)
+        raise LineError(
+            f"time zone {zone!r} is not the --tz zone's ({names[0]} at {local}): "
+            "give the zone the log was written in with --tz"
+        )
+
+    def _handler(self, prog: str) -> Callable[..., bool] | None:
+        """Return the handler for lines of ``prog`` (cached like the line path's routes)."""
+        handler = self._routes.get(prog)
+        if handler is None and prog not in self._routes:
+            handler = self._route(prog)
+        return handler
+
+    def _json(self, text: str, out: list[Event]) -> bool:
+        forced = self._forced
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            if forced is not None:
+                return False  # a log format was named: not one of its lines
+            raise LineError(f"JSON event: not valid JSON: {exc}") from None
+        if isinstance(data, dict) and "__REALTIME_TIMESTAMP" in data:
+            return self._journal_json(data, out)  # journalctl -o json
+        if forced is not None:
+            return False
+        try:
+            event = event_from_dict(data)
         except InvalidEventError as exc:
             raise LineError(f"JSON event: {exc}") from None
         out.append(event)
         return True
+
+    def _journal_json(self, entry: dict[str, Any], out: list[Event]) -> bool:
+        """One entry of ``journalctl -o json``: its message, read like a syslog line's."""
+        prog = _journal_text(entry.get("SYSLOG_IDENTIFIER")) or _journal_text(entry.get("_COMM"))
+        if not prog:
+            return False
+        handler = self._handler(prog)
+        if handler is None:
+            return False
+        stamp = entry["__REALTIME_TIMESTAMP"]
+        if not (isinstance(stamp, str) and stamp.isdigit() and stamp.isascii() and len(stamp) < 19):
+            raise LineError(f"journal entry with a bad __REALTIME_TIMESTAMP: {str(stamp)[:40]!r}")
+        micros = int(stamp)
+        when = datetime.fromtimestamp(micros // 1_000_000, UTC)
+        when += timedelta(microseconds=micros % 1_000_000)
+        raw = entry.get("MESSAGE")
+        msg = _journal_text(raw)
+        if isinstance(raw, list) and msg is not None and "\ufffd" in msg:
+            self.stats.non_utf8 += 1  # journalctl gives a message that is not UTF-8 as bytes
+        if msg is None:
+            raise LineError("journal entry without a readable MESSAGE")
+        pid = _journal_text(entry.get("SYSLOG_PID")) or _journal_text(entry.get("_PID"))
+        if pid is not None and not (pid.isdigit() and pid.isascii()):
+            pid = None
+        self._moved_to(when, out)
+        return handler(when, _journal_text(entry.get("_HOSTNAME")), prog, pid, msg, out)
 
     def _route(self, prog: str) -> Callable[..., bool] | None:
         handler: Callable[..., bool] | None
@@ -486,6 +667,20 @@ class LogParser:
         if self.strict:
             raise ParseError(reason, source=self.source, lineno=lineno, line=redact(text)[:500])
         self.stats.note(kind, self.source, lineno, reason)
+
+
+def _journal_text(value: object) -> str | None:
+    """Return a journal field as text: a string, or the byte array journalctl gives for binary."""
+    if isinstance(value, str):
+        return value.replace("\n", " ").replace("\r", " ")
+    if (
+        isinstance(value, list)
+        and len(value) <= DEFAULT_MAX_LINE
+        and all(type(b) is int and 0 <= b < 256 for b in value)
+    ):
+        text = bytes(value).decode(errors="replace")
+        return text.replace("\n", " ").replace("\r", " ")
+    return None
 
 
 class _UnrecognizedError(Exception):
