@@ -406,10 +406,18 @@ _TRIAL_TOP = 8  # busiest new keys of each kind a finished day puts on probation
 def _busiest(w: _Win, size: int) -> list[Any]:
     """Return the window's busiest networks, then its busiest countries (``size`` each)."""
     seen: list[Any] = []
-    if w.nets:
-        seen.extend(k for k, _ in heapq.nsmallest(size, w.nets.items(), key=_by_count))
-    if w.ccs:
-        seen.extend(k for k, _ in heapq.nsmallest(size, w.ccs.items(), key=_by_count))
+    for table in (w.nets, w.ccs):
+        if not table:
+            continue
+        if len(table) > size:
+            # the size-th largest count, found on the bare counts (C); only keys at or
+            # above it are ranked with the tie-break (a botnet's window holds thousands)
+            floor = heapq.nlargest(size, table.values())[-1]
+            items = [(k, n) for k, n in table.items() if n >= floor]
+        else:
+            items = list(table.items())
+        items.sort(key=_by_count)
+        seen.extend(k for k, _ in items[:size])
     return seen
 
 
