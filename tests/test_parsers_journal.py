@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -325,3 +326,55 @@ def test_line_by_line_reading_equals_block_reading(journal: tuple[Path, list[str
     # no program name, an unknown priority, and time since boot
     assert parser.stats.irrelevant >= 1
     assert parser.stats.unrecognized + parser.stats.malformed == 2
+
+
+def test_scan_of_a_journal_flags_what_the_scan_of_the_syslog_file_flags(
+    tmp_path: Path,
+) -> None:
+    """A simulated service's log, put in a real journal and read back with -o json."""
+    if JOURNALCTL is None or REMOTE is None:
+        pytest.skip(
+            "journalctl and systemd-journal-remote are needed (apt: systemd-journal-remote)"
+        )
+    from authabuse.simulate import simulate
+
+    simulate(tmp_path, seed=3, accounts=300, days=2, mix="default")
+    envelope = re.compile(r"(\S+) (\S+) ([^\s\[:]+)(?:\[([0-9]+)\])?: (.*)")
+    with (tmp_path / "maillog").open() as src, (tmp_path / "export.txt").open("w") as dst:
+        for i, line in enumerate(src):
+            m = envelope.match(line.rstrip("\n"))
+            assert m is not None
+            stamp, host, ident, pid, msg = m.groups()
+            t = datetime.fromisoformat(stamp)
+            micros = int(t.timestamp()) * 1_000_000 + t.microsecond
+            dst.write(
+                f"__CURSOR=s=0;i={i}\n__REALTIME_TIMESTAMP={micros}\n"
+                f"__MONOTONIC_TIMESTAMP={i + 1}\n_BOOT_ID={'0' * 32}\n_HOSTNAME={host}\n"
+                f"SYSLOG_IDENTIFIER={ident}\n"
+                + (f"_PID={pid}\n" if pid else "")
+                + f"MESSAGE={msg}\n\n"
+            )
+    subprocess.run(
+        [REMOTE, f"--output={tmp_path / 'mail.journal'}", str(tmp_path / "export.txt")],
+        check=True,
+        capture_output=True,
+    )
+    (tmp_path / "export.txt").unlink()
+    (tmp_path / "journal.json").write_text(_journalctl(tmp_path / "mail.journal", "json"))
+
+    def scan(log: str) -> dict[str, dict[str, Any]]:
+        geo = ["--geo", str(tmp_path / "geo-country.csv"), "--geo", str(tmp_path / "geo-asn.csv")]
+        cmd = [sys.executable, "-m", "authabuse", "scan", "--json", *geo, str(tmp_path / log)]
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        assert done.returncode == 1, done.stderr  # 1: some account was reported
+        found = {}
+        for line in done.stdout.splitlines():
+            d = json.loads(line)
+            for k in ("flagged_at", "first_seen", "last_seen"):  # the same instants
+                d[k] = datetime.fromisoformat(d[k]).timestamp()
+            found[d["account"]] = d
+        return found
+
+    from_journal = scan("journal.json")
+    assert len(from_journal) >= 5
+    assert from_journal == scan("maillog")
