@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, ClassVar, TypeAlias
@@ -55,6 +55,12 @@ IPAddress: TypeAlias = IPv4Address | IPv6Address
 """An IPv4 or IPv6 address object from :mod:`ipaddress`."""
 
 _MAX_ACCOUNT = 1024  # longest account name kept verbatim; longer is rejected as hostile
+
+# Event times must lie in [_EARLIEST, _LATEST): the detector counts seconds since the
+# Unix epoch (0 means "never"), and the parsers and windows add hours and days to a time,
+# which datetime cannot do a day before its year 9999 ends.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 @lru_cache(maxsize=65536)
@@ -107,6 +113,8 @@ def _check_time(value: object) -> None:
         raise InvalidEventError(f"time must be a datetime, not {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidEventError(f"time must be timezone-aware, got naive {value.isoformat()}")
+    if not _EARLIEST <= value < _LATEST:
+        raise InvalidEventError(f"time {value.isoformat()} is outside 1970-01-01..9999-12-29")
 
 
 def _check_account(value: object, *, required: bool) -> None:

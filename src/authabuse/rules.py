@@ -562,11 +562,22 @@ def parse_condition(text: str) -> Condition:
     return cond
 
 
+# Parentheses and negations nested deeper than this are refused (a recursive descent
+# parser would otherwise die of Python's recursion limit, with a traceback).
+_MAX_NESTING = 64
+
+
 class _Parser:
     def __init__(self, tokens: list[tuple[str, str, int]], text: str) -> None:
         self.tokens = tokens
         self.text = text
         self.i = 0
+        self.depth = 0
+
+    def _enter(self) -> None:
+        self.depth += 1
+        if self.depth > _MAX_NESTING:
+            raise self._fail(f"parentheses or negations nested deeper than {_MAX_NESTING}")
 
     def _peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -593,8 +604,11 @@ class _Parser:
     def parse_not(self) -> Condition:
         tok = self._peek()
         if tok and tok[1] == "~":
+            self._enter()
             self.i += 1
-            return ~self.parse_not()
+            cond = ~self.parse_not()
+            self.depth -= 1
+            return cond
         return self.parse_atom()
 
     def parse_atom(self) -> Condition:
@@ -603,12 +617,14 @@ class _Parser:
             raise self._fail("expected a condition")
         kind, value, col = tok
         if value == "(":
+            self._enter()
             self.i += 1
             cond = self.parse_or()
             end = self._peek()
             if end is None or end[1] != ")":
                 raise self._fail("expected ')'")
             self.i += 1
+            self.depth -= 1
             return cond
         if kind != "name":
             raise self._fail(f"expected a feature name, got {value!r}")

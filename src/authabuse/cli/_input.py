@@ -48,8 +48,8 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         "--tz",
         default=None,
         metavar="ZONE",
-        help="zone of stamps without an offset: IANA name, UTC or +09:00 "
-        "(default: this machine's local zone)",
+        help="zone of stamps without an offset: IANA name, UTC or +09:00 (a negative "
+        "offset as --tz=-05:00; default: this machine's local zone)",
     )
     parser.add_argument(
         "--max-line",

@@ -11,7 +11,7 @@ from itertools import islice
 from typing import Any
 
 from authabuse.errors import ConfigurationError, InvalidEventError, ParseError
-from authabuse.events import Event, event_from_dict
+from authabuse.events import _EARLIEST, _LATEST, Event, event_from_dict
 
 from ._bulk import feed_block
 from ._common import Context, Handler, LineError, redact
@@ -400,7 +400,9 @@ class LogParser:
                 if second == self._iso_second:
                     self._ctx.now = when
                     return when
-                self._iso_second = second
+                self._moved_to(when, out)
+                self._iso_second = second  # only once the second passed the range check
+                return when
             else:
                 when = self.clock.tai64n(tai or "")
         except ValueError:
@@ -425,11 +427,14 @@ class LogParser:
         if second == self._iso_second:
             self._ctx.now = when
             return when
-        self._iso_second = second
-        return self._moved_to(when, out)
+        self._moved_to(when, out)
+        self._iso_second = second  # only once the second passed the range check
+        return when
 
     def _moved_to(self, when: datetime, out: list[Event]) -> datetime:
         """Set the joins' clock to ``when``, expiring old joins when it passed a check."""
+        if not _EARLIEST <= when < _LATEST:  # once per new second of log time
+            raise LineError(f"time stamp {when.isoformat()} is outside 1970-01-01..9999-12-29")
         ctx = self._ctx
         check = ctx.check_at
         if check is None or when >= check:

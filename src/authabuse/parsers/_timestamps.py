@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
 from authabuse.errors import ConfigurationError
+from authabuse.events import _EARLIEST, _LATEST
 
 __all__ = ["SyslogClock", "parse_tz"]
 
@@ -158,6 +159,8 @@ class SyslogClock:
                 value = base + second
                 if not self._fixed:
                     value = _normalize(value)
+                if not _EARLIEST <= value < _LATEST:
+                    return value  # never cached: the parser refuses it each time
                 if len(self.bsd_cache) >= _CACHE_MAX:
                     self.bsd_cache.clear()
                 self.bsd_cache[stamp] = value
@@ -187,6 +190,8 @@ class SyslogClock:
             self._minutes.clear()
         wall = datetime(self.year, month, day, int(hh), int(mm), int(ss), tzinfo=self.tz)
         value = _normalize(wall)
+        if not _EARLIEST <= value < _LATEST:
+            return value  # never cached: the parser refuses it each time
         if len(self.bsd_cache) >= _CACHE_MAX:
             self.bsd_cache.clear()
         self.bsd_cache[stamp] = value
