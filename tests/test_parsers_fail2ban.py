@@ -41,6 +41,22 @@ _AUTH_FAILURE = {
     ),
     "exim": re.compile(r"authenticator failed"),
     "sendmail-auth": re.compile(r"AUTH failure|possible SMTP attack: command=AUTH"),
+    # the other servers (parsers/_others.py)
+    "courier-auth": re.compile(r"LOGIN FAILED"),
+    "courier-smtp": re.compile(r'msg="535 '),
+    "cyrus-imap": re.compile(r"badlogin: "),
+    "sieve": re.compile(r"badlogin: "),
+    "uwimap-auth": re.compile(
+        r"Login failed user=|Login excessive login failures|Login disabled user=|override of user="
+    ),
+    "roundcube-auth": re.compile(r"Login failed for|FAILED login for|Failed login for"),
+    "perdition": re.compile(r'status="failed'),
+    "domino-smtp": re.compile(r"authentication failure using|Authentication failed for user"),
+    "kerio": re.compile(r"Failed SMTP login"),
+    "oracleims": re.compile(r'mi="Bad password"'),
+    "solid-pop3d": re.compile(
+        r"authentication failed|root login not allowed|can't find APOP secret"
+    ),
 }
 
 
@@ -61,7 +77,7 @@ def _cases(name: str) -> list[tuple[int, str, dict[str, object]]]:
 
 
 @pytest.mark.skipif(not RAW.is_dir(), reason="../shared/corpus/fail2ban (GPL) is not present")
-@pytest.mark.parametrize("name", ["postfix", "dovecot", "exim", "sendmail-auth"])
+@pytest.mark.parametrize("name", list(_AUTH_FAILURE))
 def test_auth_failure_lines_become_failed_attempts(name: str) -> None:
     selected = [c for c in _cases(name) if _AUTH_FAILURE[name].search(c[1])]
     assert selected, "the selection found no authentication-failure line"

@@ -17,6 +17,9 @@ from ._bulk import feed_block
 from ._common import Context, Handler, LineError, redact
 from ._dovecot import DovecotParser
 from ._exim import EXIM_STAMP, EximParser
+from ._others import PREFIXES as _OTHER_PREFIXES
+from ._others import PROGRAMS as _OTHER_PROGRAMS
+from ._others import OtherServersParser
 from ._postfix import PostfixParser
 from ._sendmail import SendmailParser
 from ._stats import ParseStats
@@ -127,6 +130,7 @@ class LogParser:
         "_exim",
         "_forced",
         "_iso_second",
+        "_others",
         "_postfix",
         "_routes",
         "_sendmail",
@@ -178,6 +182,7 @@ class LogParser:
         self._dovecot = DovecotParser(self._ctx)
         self._exim = EximParser(self._ctx)
         self._sendmail = SendmailParser(self._ctx)
+        self._others = OtherServersParser(self._ctx)
         forced: dict[str, Handler] = {
             "postfix": self._postfix,
             "dovecot": self._dovecot,
@@ -463,7 +468,7 @@ class LogParser:
                 return self._prioritized(text[p.end() :], out)
         if first.isdigit() and self._forced in (None, self._exim):
             e = EXIM_STAMP.match(text)
-            if e is not None:
+            if e is not None and not text.startswith(" ", e.end()):  # "   ": Domino's
                 when = self._stamp(None, e.group(1), None, out)
                 return self._exim.handle(when, None, "exim", None, text[e.end() :], out)
         used = self._journal(text, out)
@@ -478,6 +483,10 @@ class LogParser:
             # The handler reads Exim's own stamp from the message itself.
             when = self._ctx.now or datetime.fromtimestamp(0, self.clock.tz)
             return self._exim.handle(when, h.group(1), h.group(2), h.group(3), rest, out)
+        if self._forced is None:  # Roundcube, nginx mail, Zimbra, Domino, Kerio, Oracle
+            used = self._others.unframed(text, out, self._moved_to)
+            if used is not None:
+                return used
         raise _UnrecognizedError
 
     def _prioritized(self, text: str, out: list[Event]) -> bool:
@@ -651,6 +660,8 @@ class LogParser:
             handler = self._exim.handle
         elif prog in ("sendmail", "sm-mta") or prog.startswith("sm-"):
             handler = self._sendmail.handle
+        elif prog in _OTHER_PROGRAMS or prog.startswith(_OTHER_PREFIXES):
+            handler = self._others.handle  # OpenSMTPD, Courier, Cyrus, UW-IMAP, ...
         else:
             handler = None
         if "(" not in prog:  # Dovecot 2.4 puts user and address in the name: do not cache
