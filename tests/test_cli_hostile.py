@@ -8,7 +8,15 @@ skip.
 
 from __future__ import annotations
 
+import gzip
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +141,166 @@ def test_events_refuse_times_the_detector_cannot_count() -> None:
         account="bob",
         succeeded=True,
     )
+
+
+# ---------------------------------------------------------------- files the system refuses
+
+
+def _cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    return subprocess.run(
+        [sys.executable, "-m", "authabuse", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+        timeout=120,
+        **kwargs,
+    )
+
+
+def _one_line_error(run: subprocess.CompletedProcess[str], text: str) -> None:
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, run.stderr
+    assert text in errors[0], run.stderr
+
+
+@pytest.mark.parametrize("where", ["missing-dir", "under-a-file"])
+def test_scan_refuses_a_state_file_it_could_not_save_before_scanning(
+    tmp_path: Path, where: str
+) -> None:
+    # The state is written after the scan: finding out then lost the whole scan (and
+    # printed a traceback). Now the scan does not start.
+    (tmp_path / "afile").write_text("")
+    state = tmp_path / ("missing" if where == "missing-dir" else "afile") / "state"
+    run = _cli("scan", "--state", str(state), str(EXAMPLE))
+    _one_line_error(run, f"scan: error: cannot write state file {state}: ")
+    assert run.stdout == ""
+    assert "scan: 66 lines" not in run.stderr  # refused before reading a line
+
+
+def test_scan_state_still_saved_and_reloaded(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    for _ in range(2):
+        run = _cli("scan", "--year", "2026", "--state", str(state), str(EXAMPLE))
+        assert run.returncode == 0, run.stderr
+        assert state.read_bytes().startswith(b'{"magic": "authabuse-detector-state"')
+    assert [p.name for p in tmp_path.iterdir()] == ["state"]  # no probe file left behind
+
+
+def test_report_outputs_that_cannot_be_written_are_refused_first(tmp_path: Path) -> None:
+    run = _cli("report", "--no-figures", "--out", str(tmp_path), str(EXAMPLE))
+    _one_line_error(run, f"report: error: cannot write report {tmp_path}: it is a directory")
+    out = tmp_path / "missing" / "r.html"
+    run = _cli("report", "--no-figures", "--out", str(out), str(EXAMPLE))
+    _one_line_error(run, f"report: error: cannot write report {out}: No such file or directory")
+    run = _cli("scan", "--report", str(out), str(EXAMPLE))
+    _one_line_error(run, f"scan: error: cannot write report {out}: No such file or directory")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_under_stdout_is_one_line_and_status_2() -> None:
+    with open("/dev/full", "w") as full:
+        run = _cli(
+            "parse",
+            "--year",
+            "2026",
+            str(EXAMPLE),
+            stdout=full,
+        )
+    _one_line_error(run, "parse: error: No space left on device")
+
+
+def test_scan_footer_reports_a_truncated_gz(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = gzip.compress(EXAMPLE.read_bytes())
+    cut = tmp_path / "maillog.2.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    assert main(["scan", "--year", "2026", str(cut), str(EXAMPLE)]) == 0
+    err = capsys.readouterr().err
+    assert f"1 inputs cut short by a read error (first at {cut}:" in err
+    assert "end-of-stream marker" in err
+    assert main(["report", "--no-figures", "--out", str(tmp_path / "r.html"), str(cut)]) == 0
+    assert "1 inputs cut short by a read error" in capsys.readouterr().err
+
+
+def test_a_journal_entry_stamped_past_year_9999_is_malformed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = {
+        "MESSAGE": "4104E3D: client=a.example[192.0.2.1], sasl_method=PLAIN, sasl_username=bob",
+        "SYSLOG_IDENTIFIER": "postfix/smtpd",
+        "_HOSTNAME": "mx",
+    }
+    log = tmp_path / "journal.json"
+    log.write_text(
+        json.dumps({"__REALTIME_TIMESTAMP": "999999999999999999", **entry})
+        + "\n"
+        + json.dumps({"__REALTIME_TIMESTAMP": "1764342154123456", **entry})
+        + "\n"
+    )
+    assert main(["parse", str(log)]) == 0  # was: ValueError: year 33658 is out of range
+    err = capsys.readouterr().err
+    assert "events: 2 (auth 1, submission 1)" in err
+    assert f"malformed lines: 1 (first at {log}:1; journal entry's __REALTIME_TIMESTAMP" in err
+
+
+# ------------------------------------------------------------------ serve refusing at start
+
+
+def test_serve_refuses_at_start_what_it_could_not_use(tmp_path: Path) -> None:
+    state = tmp_path / "missing" / "postfix.state"
+    run = _cli("serve", "postfix", "--listen", "127.0.0.1:0", "--state", str(state))
+    _one_line_error(run, f"serve: error: cannot write state file {state}: No such file")
+    header = tmp_path / "no-such-header"
+    run = _cli("serve", "dovecot", "--listen", "127.0.0.1:0", "--api-header-file", str(header))
+    _one_line_error(run, f"serve: error: cannot read --api-header-file {header}: No such file")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = _cli("serve", "postfix", "--listen", f"127.0.0.1:{port}")
+    _one_line_error(run, f"serve: error: cannot listen on 127.0.0.1:{port}: ")
+    sock = tmp_path / "missing" / "policy.sock"
+    run = _cli("serve", "postfix", "--listen", f"unix:{sock}")
+    _one_line_error(run, f"serve: error: cannot listen on unix:{sock}: No such file")
+
+
+def test_serve_says_when_the_state_cannot_be_saved_at_shutdown(tmp_path: Path) -> None:
+    where = tmp_path / "lib"
+    where.mkdir()
+    state = where / "postfix.state"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "authabuse",
+            "serve",
+            "postfix",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            str(state),
+            "--snapshot-interval",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert "listening on" in first, first
+        shutil.rmtree(where)  # the directory went away while serving
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert f"cannot save state to {state}: No such file or directory" in err

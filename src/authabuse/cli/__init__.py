@@ -49,11 +49,12 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - a return per exit status
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
     Exit codes: 0 success, 1 findings or failure reported by the command, 2 usage or
-    configuration error.
+    configuration error, or a file, socket or stream the system refused (one line on
+    stderr, never a traceback), 130 interrupted.
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -76,4 +77,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader (e.g. `| head`) went away: not an error, and stay quiet on exit.
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        # The system refused something no option check could foresee (a full disk under
+        # stdout, a port already taken): one line, and 2, never 1 (scan's "flagged").
+        print(f"authabuse {args.command}: error: {_os_error(exc)}", file=sys.stderr)
+        return 2
     return code
+
+
+def _os_error(exc: OSError) -> str:
+    """``OSError`` as one line: what failed, on which file, and why."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None and exc.filename2 is not None:
+        return f"{exc.filename} -> {exc.filename2}: {reason}"
+    if exc.filename is not None:
+        return f"{exc.filename}: {reason}"
+    return reason

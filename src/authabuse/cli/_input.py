@@ -11,14 +11,22 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from authabuse.events import Event
     from authabuse.parsers import ParseStats
 
-__all__ = ["add_detection_arguments", "add_input_arguments", "events_from_args"]
+__all__ = [
+    "add_detection_arguments",
+    "add_input_arguments",
+    "check_writable",
+    "events_from_args",
+]
 
 _FORMATS = ("auto", "postfix", "dovecot", "exim", "sendmail", "jsonl")
 
@@ -110,3 +118,30 @@ def events_from_args(args: argparse.Namespace, stats: ParseStats) -> Iterator[Ev
         max_line=max_line,
         strict=bool(getattr(args, "strict", False)),
     )
+
+
+def check_writable(path: str | os.PathLike[str], what: str) -> Path:
+    """Refuse, before any work, an output file that could not be written at the end.
+
+    A state file or report is written after the scan (or, for a server, at shutdown):
+    finding out only then that its directory is missing or read-only loses the work.
+    This creates and removes a temporary file beside ``path``, as the atomic write
+    will; a problem raises :class:`~authabuse.errors.ConfigurationError`.
+
+    >>> check_writable("/nonexistent-dir/state", "state file")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    authabuse.errors.ConfigurationError: cannot write state file /nonexistent-dir/state: No such ...
+    """
+    from authabuse.errors import ConfigurationError
+
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigurationError(f"cannot write {what} {target}: it is a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {what} {target}: {exc.strerror}") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return target

@@ -75,7 +75,8 @@ def write_report(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from authabuse.cli._input import events_from_args
+    from authabuse.cli._input import check_writable, events_from_args
+    from authabuse.cli._scan import read_errors_note
     from authabuse.detector import Detector
     from authabuse.geo import resolver_from_paths
     from authabuse.parsers import ParseStats
@@ -84,6 +85,7 @@ def _run(args: argparse.Namespace) -> int:
 
     rules = load_rules(args.rules) if args.rules else None
     geo = resolver_from_paths(args.geo)  # no --geo: the embedded default data
+    check_writable(args.out, "report")  # written after the scan: refuse it now
     with replayable_logs(list(args.logs)) as logs:
         args.logs = logs
         scan = Scan(Detector(rules=rules, geo=geo))
@@ -91,9 +93,10 @@ def _run(args: argparse.Namespace) -> int:
         scan.feed(events_from_args(args, stats))
         findings = scan.findings(args.min_level)
         path = write_report(args, findings, geo, args.out)
+    cut = read_errors_note(stats)
     print(
         f"report: {stats.lines} lines, {len(scan.summaries)} accounts, "
-        f"{len(findings)} flagged; wrote {path}",
+        f"{len(findings)} flagged; wrote {path}" + (f"; {cut}" if cut else ""),
         file=sys.stderr,
     )
     return 1 if findings else 0

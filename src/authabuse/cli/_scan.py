@@ -23,7 +23,6 @@ import sys
 import time
 import unicodedata
 from contextlib import nullcontext
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from authabuse.cli._input import add_detection_arguments, add_input_arguments
@@ -31,7 +30,7 @@ from authabuse.cli._input import add_detection_arguments, add_input_arguments
 if TYPE_CHECKING:
     from authabuse.scan import AccountSummary
 
-__all__ = ["register", "sanitize"]
+__all__ = ["read_errors_note", "register", "sanitize"]
 
 _MAX_NAME = 200
 
@@ -93,9 +92,10 @@ def sanitize(text: str, limit: int = _MAX_NAME) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from authabuse.cli._input import events_from_args
+    from authabuse.cli._input import check_writable, events_from_args
     from authabuse.cli._report import replayable_logs, write_report
     from authabuse.detector import Detector
+    from authabuse.errors import ConfigurationError
     from authabuse.geo import resolver_from_paths
     from authabuse.parsers import ParseStats
     from authabuse.rules import load_rules
@@ -103,7 +103,10 @@ def _run(args: argparse.Namespace) -> int:
 
     rules = load_rules(args.rules) if args.rules else None
     geo = resolver_from_paths(args.geo)  # no --geo: the embedded default data
-    state = Path(args.state) if args.state else None
+    # Written after the scan: refuse now what could not be written then.
+    state = check_writable(args.state, "state file") if args.state else None
+    if args.report:
+        check_writable(args.report, "report")
     if state is not None and state.exists():
         detector = Detector.load(state, rules=rules, geo=geo)
     else:
@@ -116,8 +119,6 @@ def _run(args: argparse.Namespace) -> int:
         scan.feed(events_from_args(args, stats), progress=progress)
         if progress is not None:
             progress.done()
-        if state is not None:
-            detector.save(state)
         flagged = scan.flagged(args.min_level)
         records = [s.to_dict(account) for account, s in flagged]
         out = sys.stdout
@@ -127,6 +128,13 @@ def _run(args: argparse.Namespace) -> int:
         else:
             _table(out, flagged)
         out.flush()
+        if state is not None:  # after the findings are out: a failed save cannot lose them
+            try:
+                detector.save(state)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot write state file {state}: {exc.strerror or exc}"
+                ) from None
         if args.report:
             write_report(args, records, geo, args.report)
     print(_footer(stats, detector, len(scan.summaries), len(flagged)), file=sys.stderr)
@@ -173,7 +181,21 @@ def _footer(stats: Any, detector: Any, accounts: int, flagged: int) -> str:
         "addresses the geo data cannot place": d.geo_unknown,
     }
     parts.extend(f"{v} {k}" for k, v in skipped.items() if v)
+    cut = read_errors_note(stats)
+    if cut:
+        parts.append(cut)
     return "scan: " + "; ".join(parts)
+
+
+def read_errors_note(stats: Any) -> str:
+    """Say how many inputs a read error cut short (a truncated ``.gz``), and the first."""
+    if not stats.read_errors:
+        return ""
+    source, lineno, reason = stats.examples["read_errors"][0]
+    return (
+        f"{stats.read_errors} inputs cut short by a read error "
+        f"(first at {source}:{lineno}: {reason})"
+    )
 
 
 class _Progress:

@@ -12,7 +12,10 @@ state, with ``--state FILE`` loaded at start when it exists, saved every
 ``--snapshot-interval`` seconds and on shutdown; redis: the state shared with every
 server on that Redis, which also survives this process), ``--geo PATH`` (repeatable),
 ``--rules FILE``, ``--fail-closed``, connection limits and timeouts. The server runs
-until SIGTERM or SIGINT, then saves the state (memory) and exits 0.
+until SIGTERM or SIGINT, then saves the state (memory) and exits 0 (1 when that last
+save failed, its reason logged). A ``--state`` file whose directory cannot be written,
+an address it cannot listen on, or an unreadable ``--api-header-file`` stop it at
+start with one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from authabuse.cli._input import add_detection_arguments
+from authabuse.cli._input import add_detection_arguments, check_writable
 
 __all__ = ["register"]
 
@@ -179,7 +182,8 @@ def _build_detector(args: argparse.Namespace) -> tuple[Any, Any]:
             socket_timeout=args.store_timeout,
         )
         log.info("detector state shared in Redis at %s (prefix %r)", store.url, store.prefix)
-    state = Path(args.state) if args.state else None
+    # Saved while serving and at shutdown: refuse now a file that could not be written.
+    state = check_writable(args.state, "state file") if args.state else None
     if state is not None and state.exists():
         detector = Detector.load(state, rules=rules, geo=geo)
         log.info("state loaded from %s (%d accounts)", state, len(detector))
@@ -192,6 +196,7 @@ def _build_detector(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from authabuse.errors import ConfigurationError
     from authabuse.servers import (
         DovecotAnswers,
         DovecotPolicyServer,
@@ -230,9 +235,7 @@ def _run(args: argparse.Namespace) -> int:
             verdict_per_message=not args.judge_every_recipient,
         )
     else:
-        api = args.api_header
-        if args.api_header_file:
-            api = Path(args.api_header_file).read_text(encoding="utf-8").strip()
+        api = _api_header(args)
         dc_answers = DovecotAnswers(
             suspicious=args.suspicious_status,
             abuse=args.abuse_status,
@@ -250,7 +253,12 @@ def _run(args: argparse.Namespace) -> int:
     state = Path(args.state) if args.state else None
 
     async def main() -> None:
-        bound = await server.start(args.listen)
+        try:
+            bound = await server.start(args.listen)
+        except OSError as exc:  # a port taken, an address not here, a missing directory
+            raise ConfigurationError(
+                f"cannot listen on {args.listen}: {exc.strerror or exc}"
+            ) from None
         # Modules, geo tables, rules: what is alive now lives as long as the process.
         # Frozen, the cyclic GC's full collections no longer walk it (10-25 ms each,
         # every few seconds under load: the latency tail), only what came later.
@@ -285,11 +293,25 @@ def _run(args: argparse.Namespace) -> int:
         await server.stop()
 
     asyncio.run(main())
-    if state is not None:
-        _save(detector, state)
+    code = 0 if state is None else _final_save(detector, state)
     if store is not None:
         store.close()
-    return 0
+    return code
+
+
+def _api_header(args: argparse.Namespace) -> str | None:
+    """Return the Dovecot API header: ``--api-header``, or ``--api-header-file``'s content."""
+    from authabuse.errors import ConfigurationError
+
+    if not args.api_header_file:
+        return args.api_header  # type: ignore[no-any-return]  # argparse's str | None
+    try:
+        return Path(args.api_header_file).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise ConfigurationError(
+            f"cannot read --api-header-file {args.api_header_file}: {reason}"
+        ) from None
 
 
 def _fmt(addr: Any) -> str:
@@ -297,6 +319,16 @@ def _fmt(addr: Any) -> str:
         host = f"[{addr[0]}]" if ":" in str(addr[0]) else addr[0]
         return f"{host}:{addr[1]}"
     return f"unix:{addr}"
+
+
+def _final_save(detector: Any, state: Path) -> int:
+    """Save the state at shutdown; 1 (and the reason logged) when the system refused."""
+    try:
+        _save(detector, state)
+    except OSError as exc:
+        log.error("cannot save state to %s: %s", state, exc.strerror or exc)
+        return 1
+    return 0
 
 
 def _save(detector: Any, state: Path) -> None:

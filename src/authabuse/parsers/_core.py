@@ -629,7 +629,10 @@ class LogParser:
         if not (isinstance(stamp, str) and stamp.isdigit() and stamp.isascii() and len(stamp) < 19):
             raise LineError(f"journal entry with a bad __REALTIME_TIMESTAMP: {str(stamp)[:40]!r}")
         micros = int(stamp)
-        when = datetime.fromtimestamp(micros // 1_000_000, UTC)
+        try:
+            when = datetime.fromtimestamp(micros // 1_000_000, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise LineError(f"journal entry's __REALTIME_TIMESTAMP out of range: {stamp}") from None
         when += timedelta(microseconds=micros % 1_000_000)
         raw = entry.get("MESSAGE")
         msg = _journal_text(raw)
