@@ -196,16 +196,13 @@ def _build_detector(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from authabuse.errors import ConfigurationError
     from authabuse.servers import (
         DovecotAnswers,
         DovecotPolicyServer,
         Limits,
         PostfixAnswers,
         PostfixPolicyServer,
-        serve_metrics,
     )
-    from authabuse.servers._http import HttpConnection
 
     logging.basicConfig(
         level=getattr(logging, args.log_level),
@@ -253,32 +250,12 @@ def _run(args: argparse.Namespace) -> int:
     state = Path(args.state) if args.state else None
 
     async def main() -> None:
-        try:
-            bound = await server.start(args.listen)
-        except OSError as exc:  # a port taken, an address not here, a missing directory
-            raise ConfigurationError(
-                f"cannot listen on {args.listen}: {exc.strerror or exc}"
-            ) from None
-        # Modules, geo tables, rules: what is alive now lives as long as the process.
-        # Frozen, the cyclic GC's full collections no longer walk it (10-25 ms each,
-        # every few seconds under load: the latency tail), only what came later.
-        gc.collect()
-        gc.freeze()
-        where = ", ".join(_fmt(b) for b in bound)
-        print(f"authabuse serve {args.kind}: listening on {where}", file=sys.stderr, flush=True)
-        if getattr(args, "metrics", None):
-            maddr = await server.add_listener(
-                args.metrics, lambda: HttpConnection(server, serve_metrics(server), 0)
-            )
-            print(
-                f"authabuse serve {args.kind}: metrics on {_fmt(maddr)}",
-                file=sys.stderr,
-                flush=True,
-            )
+        # Handlers first: a SIGTERM right after "listening on" must still save the state.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        await _listen(server, args)
         snapshots = snapshotter = None
         if state is not None and args.snapshot_interval > 0:
             snapshotter = _Snapshotter(detector, state, args.snapshot_interval)
@@ -297,6 +274,40 @@ def _run(args: argparse.Namespace) -> int:
     if store is not None:
         store.close()
     return code
+
+
+async def _listen(server: Any, args: argparse.Namespace) -> None:
+    """Open the policy listener (and ``--metrics``'s), announce them on stderr."""
+    from authabuse.errors import ConfigurationError
+    from authabuse.servers import serve_metrics
+    from authabuse.servers._http import HttpConnection
+
+    try:
+        bound = await server.start(args.listen)
+    except OSError as exc:  # a port taken, an address not here, a missing directory
+        raise ConfigurationError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
+    # Modules, geo tables, rules: what is alive now lives as long as the process.
+    # Frozen, the cyclic GC's full collections no longer walk it (10-25 ms each,
+    # every few seconds under load: the latency tail), only what came later.
+    gc.collect()
+    gc.freeze()
+    where = ", ".join(_fmt(b) for b in bound)
+    print(f"authabuse serve {args.kind}: listening on {where}", file=sys.stderr, flush=True)
+    if getattr(args, "metrics", None):
+        try:
+            maddr = await server.add_listener(
+                args.metrics, lambda: HttpConnection(server, serve_metrics(server), 0)
+            )
+        except OSError as exc:
+            await server.stop()
+            raise ConfigurationError(
+                f"cannot listen on {args.metrics} (--metrics): {exc.strerror or exc}"
+            ) from None
+        print(
+            f"authabuse serve {args.kind}: metrics on {_fmt(maddr)}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _api_header(args: argparse.Namespace) -> str | None:
