@@ -12,6 +12,7 @@ from=<%s> to=<%s>"``, and the 6.0 ``event=`` and 5.x ``smtp-in:`` forms).
 from __future__ import annotations
 
 import base64
+import random
 from ipaddress import ip_address
 from pathlib import Path
 
@@ -288,6 +289,23 @@ def test_cyrus_and_uwimap_real_lines() -> None:
     assert fails(events) == [("6.6.6.0", "XYZ"), ("2001:db8::a11:beef:7ac0", "XYZ")]
 
 
+def test_cyrus_login_lines() -> None:
+    # imapd.c / pop3d.c: "login: %s %s%s %s%s %s" (client host, user, mechanism, "+TLS",
+    # "User logged in[ SESSIONID=<...>]")
+    log = (
+        "Oct 29 18:51:24 mailsrv cyrus/imap[79980]: login: mx.example [192.0.2.44] alice "
+        "plaintext+TLS User logged in SESSIONID=<cyrus-79980-1>\n"
+        "Oct 29 18:51:25 mailsrv cyrus/pop3[79981]: login: [2001:db8::5] bob CRAM-MD5 User "
+        "logged in\n"
+    )
+    events, stats = run(log)
+    assert [(str(e.ip), e.account, e.succeeded, e.mechanism, e.service) for e in auths(events)] == [
+        ("192.0.2.44", "alice", True, "PLAINTEXT", "imap"),
+        ("2001:db8::5", "bob", True, "CRAM-MD5", "pop3"),
+    ]
+    assert stats.malformed == 0
+
+
 def test_uwimap_success_lines() -> None:
     # imapd.c: "Login user=%.80s host=%.80s", "Authenticated user=%.80s host=%.80s mech=%.80s"
     log = (
@@ -382,3 +400,50 @@ def test_own_envelope_lines_bad_input() -> None:
     events, stats = run(log)
     assert fails(events) == [("192.0.2.1", "u")]
     assert stats.malformed == 5
+
+
+def _session_lines(i: int, rcpts: int) -> list[str]:
+    sid = f"{0xA000000000000000 + i:016x}"
+    msgid = f"{0xC0000000 + i:08x}"
+    lines = [
+        f"{sid} smtp connected address=192.0.2.{i % 250 + 1} host=<unknown>",
+        f"{sid} smtp authentication user=user{i} result=ok",
+        f"{sid} smtp message msgid={msgid} size={100 + i} nrcpt={rcpts} proto=ESMTP",
+    ]
+    lines += [
+        f"{sid} smtp envelope evpid={msgid}{r:08x} from=<user{i}@example.org> to=<r{r}@example.com>"
+        for r in range(rcpts)
+    ]
+    return [*lines, f"{sid} smtp disconnected reason=quit"]
+
+
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=12), st.randoms(use_true_random=False))
+@settings(max_examples=60)
+def test_opensmtpd_interleaved_sessions_join_right(rcpts: list[int], rnd: random.Random) -> None:
+    queues = [_session_lines(i, n) for i, n in enumerate(rcpts)]
+    merged: list[str] = []
+    while any(queues):  # a random interleaving that keeps each session's order
+        q = rnd.choice([q for q in queues if q])
+        merged.append(q.pop(0))
+    events, stats = run(smtpd(*merged))
+    subs = sorted((e for e in events if isinstance(e, Submission)), key=lambda s: s.size or 0)
+    assert [(s.account, s.recipient_count, len(s.recipients)) for s in subs] == [
+        (f"user{i}", n, n) for i, n in enumerate(rcpts)
+    ]
+    assert [str(s.ip) for s in subs] == [f"192.0.2.{i % 250 + 1}" for i in range(len(rcpts))]
+    assert (stats.expired_joins, stats.unfinished_joins, stats.malformed) == (0, 0, 0)
+
+
+def test_opensmtpd_same_session_id_on_two_servers_does_not_mix() -> None:
+    log = (
+        "Jul  6 06:01:40 mx1 smtpd[1]: 5df87c903d709659 smtp connected address=192.0.2.1 host=a\n"
+        "Jul  6 06:01:40 mx2 smtpd[1]: 5df87c903d709659 smtp connected address=192.0.2.2 host=b\n"
+        "Jul  6 06:01:41 mx1 smtpd[1]: 5df87c903d709659 smtp authentication user=a result=ok\n"
+        "Jul  6 06:01:41 mx2 smtpd[1]: 5df87c903d709659 smtp authentication user=b "
+        "result=permfail\n"
+    )
+    events, _ = run(log)
+    assert [(e.server, str(e.ip), e.account, e.succeeded) for e in auths(events)] == [
+        ("mx1", "192.0.2.1", "a", True),
+        ("mx2", "192.0.2.2", "b", False),
+    ]

@@ -38,7 +38,8 @@ UW-IMAP's). What is read:
   of an AUTH LOGIN exchange, so it is never read. Base64 that does not decode, or does
   not decode to UTF-8 text, gives the failure without an account.
 * **Cyrus** (``imap``, ``cyrus/imaps``, ``pop3``, ``timsieved``, ``sieve`` ...):
-  ``badlogin: name [IP] MECH [user] reason`` is a failure.
+  ``badlogin: name [IP] MECH [user] reason`` is a failure, ``login: name [IP] user
+  MECH[+TLS] User logged in`` a login.
 * **UW-IMAP** (``imapd``, ``ipop3d``): ``Login failed``, ``Login excessive login
   failures``, ``Login disabled`` and ``Failed ... override of`` ``user=U ... host=name
   [IP]`` are failures; ``Login user=U host=name [IP]``, ``Authenticated user=...`` and
@@ -164,6 +165,7 @@ _COURIER = re.compile(
 _COURIER_SMTP = re.compile(r'error,relay=([^,]*),(?:.*?,)?msg="(5[0-9][0-9])[^"]*",cmd: ?(.*)')
 _B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _CYRUS = re.compile(r"badlogin: (?:\S* ?)?\[([^\]]*)\] (\S+)(?: (.*))?")
+_CYRUS_OK = re.compile(r"login: (?:\S* ?)?\[([^\]]*)\] (\S+) (\S+?)(?:\+TLS)? User logged in")
 _UW_FAIL = (
     "Login failed ",
     "Login excessive login failures ",
@@ -312,7 +314,7 @@ class OtherServersParser:
             return self._courier(when, host, prog, msg, out)
         if msg.startswith("error,relay="):
             return self._courier_smtp(when, host, msg, out)
-        if msg.startswith("badlogin: "):
+        if msg.startswith(("badlogin: ", "login: ")):
             return self._cyrus(when, host, prog, msg, out)
         if msg.startswith(_UW_FAIL) or msg.startswith(_UW_OK):
             return self._uw(when, host, prog, msg, out)
@@ -778,6 +780,22 @@ class OtherServersParser:
     def _cyrus(
         self, when: datetime, host: str | None, prog: str, msg: str, out: list[Event]
     ) -> bool:
+        if msg.startswith("login: "):
+            ok = _CYRUS_OK.match(msg)
+            if ok is None:
+                return False  # (e.g. "login: ... User logged in" without an address)
+            out.append(
+                new_auth(
+                    time=when,
+                    ip=ip_or_bad(ok.group(1)),
+                    succeeded=True,
+                    account=ok.group(2),
+                    mechanism=ok.group(3).upper(),
+                    service=_service(prog),
+                    server=host,
+                )
+            )
+            return True
         m = _CYRUS.match(msg)
         if m is None:
             raise LineError("Cyrus badlogin line without [address]")
