@@ -333,13 +333,31 @@ class StoreState:
         # First-time recipients: the account's remembered recipients and two counts per
         # window, kept only when a rule reads them too.
         self._rk = any(split_feature(n)[0] in _RCPT_STEMS for n in det.rules.reads)
-        self._features = dict(det._features)
-        for name in self._features:
+        self._features = self.features_for(det._features)
+
+    def features_for(self, table: dict[str, Any]) -> dict[str, Any]:
+        """Return the detector's feature ``table`` with what this state does not keep refused."""
+        features = dict(table)
+        for name in features:
             stem = split_feature(name)[0]
             if (stem == "rcpt_domains" and not self._rdoms) or (
                 stem in _RCPT_STEMS and not self._rk
             ):
-                self._features[name] = _not_kept(name, "store-backed detector")
+                features[name] = _not_kept(name, "store-backed detector")
+        self._features = features
+        return features
+
+    def check_rules(self, rules: Any) -> None:
+        """Refuse (ConfigurationError) rules reading what this state does not keep."""
+        for name in rules.reads:
+            stem = split_feature(name)[0]
+            if (stem == "rcpt_domains" and not self._rdoms) or (
+                stem in _RCPT_STEMS and not self._rk
+            ):
+                raise ConfigurationError(
+                    f"the new rules read {name!r}, which this store-backed detector does "
+                    "not keep: start a new detector with them"
+                )
 
     # ------------------------------------------------------------------ batches
 

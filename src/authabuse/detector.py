@@ -1095,14 +1095,7 @@ class Detector:
         self.config = config or DetectorConfig()
         short, long = self.config.labels
         self.rules = rules if rules is not None else default_rules(short, long)
-        if not isinstance(self.rules, RuleSet):
-            raise ConfigurationError("rules must be a RuleSet (see authabuse.rules)")
-        for name in self.rules.reads:
-            _stem, label = split_feature(name)
-            if label is not None and label not in (short, long):
-                raise ConfigurationError(
-                    f"a rule reads {name!r} but the detector's windows are {short} and {long}"
-                )
+        self._check_rules(self.rules)
         if isinstance(geo, str) and geo == "default":
             geo = _default_geo()
         self.geo = geo
@@ -1119,33 +1112,91 @@ class Detector:
         self._net_popularity: dict[int, int] = {}  # network -> accounts that learned it
         self._cc_total = 0
         self._cc_b = -1
-        self._features = self._feature_table()
-        self._rules = [(r, _compile(r.when)) for r in self.rules.rules]
-        self._meta: dict[int, _Meta] = {}
-        # A failed login does not show who holds the password: only rules about failed
-        # logins judge it.
-        self._fail_rules = [(r, c) for r, c in self._rules if r.when.reads & _FAILURE_FEATURES]
         # Recipient domains cost a set per window and message: kept only when a rule
-        # reads them (as the store-backed state does).
-        self._rdoms = any(split_feature(n)[0] == "rcpt_domains" for n in self.rules.reads)
-        if not self._rdoms:
-            for name in self._features:
-                if name.startswith("rcpt_domains_"):
-                    self._features[name] = _not_kept(name)
+        # reads them (as the store-backed state does); fixed for the detector's life.
+        self._rdoms = _reads_rdoms(self.rules)
         self._sw = self.config.short_window
         self._lw = self.config.long_window
         self._swept = -1
-        self._ok_action = self.rules.policy.action(Level.OK)
-        self._allow = self.rules.allow if self.rules.allow else None  # (frozen)
-        self._actions = {level: self.rules.policy.action(level) for level in Level}
         self._store: Any = None
+        self._install_rules(self.rules)
         if store is not None:  # shared state in a CounterStore (authabuse._store_detector)
             from authabuse._store_detector import StoreState
 
             self._store = StoreState(self, store)
-        features = self._features if self._store is None else self._store._features
-        self._plan = _plan(self.rules.rules, features)
-        self._fail_plan = _plan((r for r, _ in self._fail_rules), features)
+            self._install_rules(self.rules)  # planned on the store's feature table
+
+    def _check_rules(self, rules: RuleSet) -> None:
+        if not isinstance(rules, RuleSet):
+            raise ConfigurationError("rules must be a RuleSet (see authabuse.rules)")
+        short, long = self.config.labels
+        for name in rules.reads:
+            _stem, label = split_feature(name)
+            if label is not None and label not in (short, long):
+                raise ConfigurationError(
+                    f"a rule reads {name!r} but the detector's windows are {short} and {long}"
+                )
+
+    def _install_rules(self, rules: RuleSet) -> None:
+        """Compile ``rules`` into this detector (everything derived from them, at once)."""
+        features = self._feature_table()
+        if not self._rdoms:
+            for name in features:
+                if name.startswith("rcpt_domains_"):
+                    features[name] = _not_kept(name)
+        compiled = [(r, _compile(r.when)) for r in rules.rules]
+        # A failed login does not show who holds the password: only rules about failed
+        # logins judge it.
+        failing = [(r, c) for r, c in compiled if r.when.reads & _FAILURE_FEATURES]
+        planned_on = features if self._store is None else self._store.features_for(features)
+        plan = _plan(rules.rules, planned_on)
+        fail_plan = _plan((r for r, _ in failing), planned_on)
+        actions = {level: rules.policy.action(level) for level in Level}
+        # nothing above changed the detector: a bad rule set leaves the old one working
+        self.rules = rules
+        self._features = features
+        self._rules = compiled
+        self._fail_rules = failing
+        self._meta: dict[int, _Meta] = {}
+        self._plan, self._fail_plan = plan, fail_plan
+        self._actions = actions
+        self._ok_action = actions[Level.OK]
+        self._allow = rules.allow if rules.allow else None  # (frozen)
+
+    def reload(self, *, rules: RuleSet | None = None, geo: Any = None) -> None:
+        """Swap in new ``rules`` and/or ``geo`` data, keeping every account's state.
+
+        What the detector learned (baselines, windows, cross-account memory) stays; the
+        next event is judged by the new rules and placed with the new data (places
+        already looked up are looked up again). Rules that read something this detector
+        does not keep (recipient domains, when the rules it started with did not read
+        them) raise :class:`~authabuse.errors.ConfigurationError` and change nothing:
+        start a new detector for them. ``authabuse serve`` calls this on ``SIGHUP``.
+
+        >>> from authabuse.rules import load_rules
+        >>> det = Detector(geo=None)
+        >>> det.reload(rules=load_rules("new.toml", text='''
+        ... [[rule]]
+        ... name = "many-ips"
+        ... when = "ips_1h > 3"
+        ... score = 5
+        ... '''))
+        >>> [r.name for r in det.rules.rules]
+        ['many-ips']
+        """
+        if rules is not None:
+            self._check_rules(rules)
+            if _reads_rdoms(rules) and not self._rdoms:
+                raise ConfigurationError(
+                    "the new rules read recipient domains (rcpt_domains_*), which this "
+                    "detector does not keep: start a new detector with them"
+                )
+            if self._store is not None:
+                self._store.check_rules(rules)
+            self._install_rules(rules)
+        if geo is not None:
+            self.geo = None if geo is False else geo
+            self._geo_cache.clear()
 
     # ------------------------------------------------------------------ public verbs
 
@@ -2061,6 +2112,10 @@ class Detector:
                 table[f"{stem}_{label}"] = _bind(fn, is_short)
         table.update(_PLAIN_FNS)
         return table
+
+
+def _reads_rdoms(rules: RuleSet) -> bool:
+    return any(split_feature(n)[0] == "rcpt_domains" for n in rules.reads)
 
 
 def _not_kept(name: str, holder: str = "detector") -> Callable[[Any], Any]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,6 +52,8 @@ class Served:
             text=True,
         )
         self.lines: list[str] = []
+        self._reader: threading.Thread | None = None
+        self._queue: queue.Queue[str | None] = queue.Queue()
         try:
             self.addr = self._wait_for(r"listening on (\S+)")
             self.metrics = self._wait_for(r"metrics on (\S+)") if "--metrics" in args else None
@@ -74,8 +78,42 @@ class Served:
                 return host, int(port)
         raise RuntimeError("server did not start")
 
+    def wait_log(self, pattern: str) -> str:
+        """Read the server's log until a line matches ``pattern``; return that line.
+
+        A thread reads the log from here on, so a line that never comes fails the test
+        after 60 s instead of blocking it.
+        """
+        if self._reader is None:
+            self._reader = threading.Thread(target=self._read_log, daemon=True)
+            self._reader.start()
+        end = time.monotonic() + 60
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                msg = f"no log line matched {pattern!r}:\n" + "".join(self.lines)
+                raise RuntimeError(msg) from None
+            if line is None:
+                raise RuntimeError("server exited:\n" + "".join(self.lines))
+            if re.search(pattern, line):
+                return line
+
+    def _read_log(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            self._queue.put(line)
+        self._queue.put(None)
+
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
         self.proc.send_signal(sig)
+        if self._reader is not None:  # the thread reads the log to its end
+            self.proc.wait(timeout=60)
+            self._reader.join(timeout=60)
+            assert self.proc.stderr is not None
+            self.proc.stderr.close()
+            return self.proc.returncode, "".join(self.lines)
         _, err = self.proc.communicate(timeout=60)
         return self.proc.returncode, "".join(self.lines) + err
 
@@ -417,3 +455,36 @@ def test_state_file_and_redis_store_exclude_each_other(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert "exclude each other" in out.stderr
+
+
+def test_sighup_reloads_rules_and_keeps_what_the_server_learned(
+    tmp_path: Path, geo_files: list[str], served: list[Served]
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "never"\nwhen = "ips_1h > 1000"\nscore = 100\n')
+    args = ["postfix", "--listen", "127.0.0.1:0", "--abuse-action", REJECT]
+    server = Served([*args, "--rules", str(rules), *geo_files])
+    served.append(server)
+    with socket.create_connection(server.addr) as s:
+        for n in range(3):
+            assert message(s, "mallory@example.jp", f"11.1.0.{n + 1}", n) == ["DUNNO"] * 2
+        rules.write_text('[[rule]]\nname = "three-ips"\nwhen = "ips_1h >= 3"\nscore = 100\n')
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_log(r"reloaded 1 rules from \S+, geo data from \S+")
+        # the three addresses seen before count: the fourth is judged abuse at once
+        assert message(s, "mallory@example.jp", "11.1.0.4", 4) == [REJECT, REJECT]
+        assert message(s, "alice@example.jp", "11.0.0.4", 5) == ["DUNNO"] * 2
+        # a broken file is refused with its line; the running rules stay
+        rules.write_text('[[rule]]\nname = "x"\nwhen = "ips_1h >>> 3"\nscore = 1\n')
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_log(r"reload refused, the running rules and geo data stay: .*rules.toml:\d+")
+        assert message(s, "mallory@example.jp", "11.1.0.5", 6) == [REJECT, REJECT]
+        # geo data that cannot be read is refused the same way
+        rules.write_text('[[rule]]\nname = "three-ips"\nwhen = "ips_1h >= 3"\nscore = 100\n')
+        Path(geo_files[3]).write_text("not,a,table\n")
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_log(r"reload refused, the running rules and geo data stay: .*asn.csv")
+        assert message(s, "alice@example.jp", "11.0.0.4", 7) == ["DUNNO"] * 2
+    code, log = server.stop()
+    assert code == 0
+    assert "Traceback" not in log

@@ -255,6 +255,7 @@ def _run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, _reload, detector, args)
         await _listen(server, args)
         snapshots = snapshotter = None
         if state is not None and args.snapshot_interval > 0:
@@ -323,6 +324,29 @@ def _api_header(args: argparse.Namespace) -> str | None:
         raise ConfigurationError(
             f"cannot read --api-header-file {args.api_header_file}: {reason}"
         ) from None
+
+
+def _reload(detector: Any, args: argparse.Namespace) -> bool:
+    """Re-read ``--rules`` and ``--geo`` (on SIGHUP); on any error keep what runs now."""
+    from authabuse.errors import AuthAbuseError
+    from authabuse.geo import resolver_from_paths
+    from authabuse.rules import load_rules
+
+    started = time.monotonic()
+    try:
+        rules = load_rules(args.rules) if args.rules else None
+        geo = resolver_from_paths(args.geo) if args.geo else None  # embedded data: as is
+        detector.reload(rules=rules, geo=geo)
+    except (OSError, AuthAbuseError) as exc:
+        log.error("reload refused, the running rules and geo data stay: %s", exc)
+        return False
+    log.info(
+        "reloaded %s%s in %.0f ms; what the detector learned is kept",
+        f"{len(detector.rules.rules)} rules from {args.rules}" if args.rules else "no rules file",
+        f", geo data from {', '.join(args.geo)}" if args.geo else "",
+        (time.monotonic() - started) * 1000,
+    )
+    return True
 
 
 def _fmt(addr: Any) -> str:
