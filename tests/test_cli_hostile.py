@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +305,96 @@ def test_serve_says_when_the_state_cannot_be_saved_at_shutdown(tmp_path: Path) -
     assert proc.returncode == 1, err
     assert "Traceback" not in err
     assert f"cannot save state to {state}: No such file or directory" in err
+
+
+# ------------------------------------------------------------------------ pipes and signals
+
+
+def _burst_log(path: Path, accounts: int) -> Path:
+    """Each account sends 40 messages in 40 s from its own address: the burst rule."""
+    lines = []
+    for i in range(40):
+        for a in range(accounts):
+            lines.append(
+                json.dumps(
+                    {
+                        "type": "submission",
+                        "time": f"2026-03-02T10:00:{i:02d}.{a % 100:02d}+00:00",
+                        "account": f"user{a}@example.jp",
+                        "ip": f"203.0.{a // 250}.{a % 250 + 1}",
+                        "recipient_count": 1,
+                    }
+                )
+            )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_scan_into_a_closed_pipe_still_saves_state_and_says_found(tmp_path: Path) -> None:
+    log = _burst_log(tmp_path / "events.jsonl", 400)  # ~400 findings: more than a pipe holds
+    state = tmp_path / "state"
+    with subprocess.Popen(
+        [sys.executable, "-m", "authabuse", "scan", "--json", "--state", str(state), str(log)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        first = json.loads(proc.stdout.readline())  # `| head -1`
+        proc.stdout.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 1, err  # accounts were flagged
+    assert first["level"] in {"suspicious", "abuse"}
+    assert "Traceback" not in err
+    assert "400 reported" in err
+    assert state.read_bytes().startswith(b'{"magic": "authabuse-detector-state"')
+
+
+def _wait_idle(pid: int, timeout: float = 60.0) -> None:
+    """Wait until the process stops using CPU (it has read all it was given)."""
+    stat = Path(f"/proc/{pid}/stat")
+    end = time.monotonic() + timeout
+    last, still = -1, 0
+    while time.monotonic() < end:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        used = int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+        still = still + 1 if used == last else 0
+        if still >= 5:
+            return
+        last = used
+        time.sleep(0.2)
+    raise AssertionError("the scan never went idle")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_ctrl_c_on_a_live_scan_reports_what_it_found_and_keeps_the_state(
+    tmp_path: Path,
+) -> None:
+    # `tail -F mail.log | authabuse scan -` never reaches the end of its input: Ctrl-C is
+    # how it ends. It used to print nothing at all.
+    state = tmp_path / "state"
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    assert main(["scan", "--state", str(state), str(empty)]) == 0
+    before = state.read_bytes()
+    log = _burst_log(tmp_path / "events.jsonl", 150).read_bytes()
+    with subprocess.Popen(
+        [sys.executable, "-m", "authabuse", "scan", "--json", "--state", str(state), "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdin is not None
+        proc.stdin.write(log)
+        proc.stdin.flush()  # and the pipe stays open, as tail -F keeps it
+        _wait_idle(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    findings = [json.loads(line) for line in out.decode().splitlines()]
+    assert len(findings) == 150
+    assert "Traceback" not in err.decode()
+    assert "interrupted: the findings cover the input read so far" in err.decode()
+    assert state.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.log", "events.jsonl", "state"]

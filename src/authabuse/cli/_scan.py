@@ -12,13 +12,17 @@ With ``--json``, one JSON object per account that reached at least ``--min-level
      "distinct_ips", "countries": {"PL": 120, ...}, "messages", "first_seen", "last_seen"}
 
 Exit status: 0 when no account reached ``--min-level``, 1 when some did, 2 on a usage,
-configuration or state-file error.
+configuration or state-file error, 130 when interrupted (Ctrl-C): the findings of the
+input read so far are still written, and the state file is left as it was. Findings go
+to stdout after the whole input is read, so ``tail -F mail.log | authabuse scan -``
+reports when stopped with Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import unicodedata
@@ -116,18 +120,25 @@ def _run(args: argparse.Namespace) -> int:
         args.logs = logs
         progress = _Progress(sys.stderr, stats) if sys.stderr.isatty() else None
         scan = Scan(detector)
-        scan.feed(events_from_args(args, stats), progress=progress)
+        interrupted = False
+        try:
+            scan.feed(events_from_args(args, stats), progress=progress)
+        except KeyboardInterrupt:
+            # Ctrl-C, e.g. to end `tail -F mail.log | authabuse scan -`: report what was
+            # found so far, leave the state file as it was, and exit 130.
+            interrupted = True
         if progress is not None:
             progress.done()
         flagged = scan.flagged(args.min_level)
         records = [s.to_dict(account) for account, s in flagged]
-        out = sys.stdout
-        if args.json:
-            for record in records:
-                out.write(json.dumps(record) + "\n")
-        else:
-            _table(out, flagged)
-        out.flush()
+        _write_findings(args, flagged, records)
+        if interrupted:
+            print(_footer(stats, detector, len(scan.summaries), len(flagged)), file=sys.stderr)
+            note = "scan: interrupted: the findings cover the input read so far"
+            note += "; the state file was left as it was" if state else ""
+            note += "; no report written" if args.report else ""
+            print(note, file=sys.stderr)
+            return 130
         if state is not None:  # after the findings are out: a failed save cannot lose them
             try:
                 detector.save(state)
@@ -139,6 +150,33 @@ def _run(args: argparse.Namespace) -> int:
             write_report(args, records, geo, args.report)
     print(_footer(stats, detector, len(scan.summaries), len(flagged)), file=sys.stderr)
     return 1 if flagged else 0
+
+
+def _write_findings(
+    args: argparse.Namespace,
+    flagged: list[tuple[str, AccountSummary]],
+    records: list[dict[str, Any]],
+) -> None:
+    """Write the findings to stdout: JSON lines with ``--json``, else the table."""
+    out = sys.stdout
+    try:
+        if args.json:
+            for record in records:
+                out.write(json.dumps(record) + "\n")
+        else:
+            _table(out, flagged)
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): the rest of the findings have nowhere to
+        # go, but the state is still saved and the exit status still says 1.
+        _discard_stdout()
+
+
+def _discard_stdout() -> None:
+    """Point standard output at the null device (its reader closed the pipe)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 def _table(out: TextIO, flagged: list[tuple[str, AccountSummary]]) -> None:
