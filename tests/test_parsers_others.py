@@ -447,3 +447,42 @@ def test_opensmtpd_same_session_id_on_two_servers_does_not_mix() -> None:
         ("mx1", "192.0.2.1", "a", True),
         ("mx2", "192.0.2.2", "b", False),
     ]
+
+
+# Every message form, then one token repeated to the length limit: each line must be read
+# in time linear in its length (a backtracking pattern took 435 s on one such UW-IMAP
+# line, and 1.8 s on a Cyrus one, before they were rewritten); each is counted.
+_HOSTILE_STARTS = (
+    "Jul  6 06:01:40 mx smtpd[1]: 5df87c903d709659 smtp connected ",
+    "Jul  6 06:01:40 mx smtpd[1]: 5df87c903d709659 smtp failed-command ",
+    "Jul  6 06:01:40 mx smtpd[1]: 5df87c903d709659 smtp envelope ",
+    "Jul  6 06:01:40 mx smtpd[1]: smtp-in: Accepted authentication for user ",
+    'Jul  6 06:01:40 mx smtpd[1]: smtp-in: Failed command on session 5df87c903d709659: "',
+    "Jun 24 15:34:21 mail imapd: LOGIN FAILED, ",
+    'Jul  3 23:07:20 s courieresmtpd: error,relay=1.2.3.4,msg="535 x",cmd: AUTH PLAIN ',
+    "Jan 4 21:51:05 h cyrus/imap[5]: badlogin: ",
+    "Jan 4 21:51:05 h cyrus/imap[5]: login: ",
+    "Jul 3 20:56:53 L imapd[666]: Login failed ",
+    "May 26 07:12:40 h roundcube: IMAP Error: Login failed for ",
+    "Jul 18 16:07:18 ares perdition.imaps[3194]: Auth: ",
+    "Nov 15 00:34:53 r solid-pop3d[3822]: authentication failed for user ",
+    "2016-11-07 22:21:20   smtp: ",
+    "03-07-2005 23:07:20   SMTP Server: Authentication failed for user ",
+    "[22-Jan-2013 22:28:21 +0200]: FAILED login for ",
+    "2022/04/06 13:44:43 [info] 8#8: *2 client login failed: ",
+    "2021-03-03 19:51:53,762 INFO  [q] [",
+    '<co ts="2014-06-02T16:06:33.99" ',
+)
+_HOSTILE_TOKENS = ("[", "[a ", "host=[", "->", " from 1.2.3.4", '="', ",", "(", ": ", " ; ")
+
+
+def test_hostile_repetitions_are_read_in_linear_time() -> None:
+    parser = LogParser(year=2024, tz="UTC")
+    n = 0
+    for start in _HOSTILE_STARTS:
+        for token in _HOSTILE_TOKENS:
+            n += 1
+            parser.feed(start + token * (30000 // len(token)), n)
+    stats = parser.stats
+    assert stats.lines == n
+    assert stats.used + stats.irrelevant + stats.malformed + stats.unrecognized == n

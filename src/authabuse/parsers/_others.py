@@ -90,7 +90,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from authabuse.events import Event, IPAddress
 
-from ._common import Context, LineError, Pending, ip_or_bad
+from ._common import Context, LineError, Pending, ip_or_bad, last_bracketed
 from ._fast import new_auth
 
 __all__ = ["PREFIXES", "PROGRAMS", "OtherServersParser"]
@@ -164,8 +164,6 @@ _COURIER = re.compile(
 )
 _COURIER_SMTP = re.compile(r'error,relay=([^,]*),(?:.*?,)?msg="(5[0-9][0-9])[^"]*",cmd: ?(.*)')
 _B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
-_CYRUS = re.compile(r"badlogin: (?:\S* ?)?\[([^\]]*)\] (\S+)(?: (.*))?")
-_CYRUS_OK = re.compile(r"login: (?:\S* ?)?\[([^\]]*)\] (\S+) (\S+?)(?:\+TLS)? User logged in")
 _UW_FAIL = (
     "Login failed ",
     "Login excessive login failures ",
@@ -174,7 +172,6 @@ _UW_FAIL = (
 )
 _UW_OK = ("Login user=", "Authenticated user=", "Auth user=")
 _UW_USER = re.compile(r"\buser=(\S*)")
-_UW_HOST = re.compile(r"\bhost=.*\[([^\]]*)\]")
 _UW_MECH = re.compile(r"\bmech=(\S+)")
 _RC_FAILED = re.compile(r"(?:IMAP Error: )?(?:Login failed|FAILED login|Failed login) for (.*)")
 _RC_OK = re.compile(r"Successful login for (.*?) \(ID: [0-9]+\) from (\S+?) in session")
@@ -182,7 +179,6 @@ _RC_FROM = re.compile(
     r" from ([0-9A-Fa-f.:]+?)(?=(\.? (?:AUTHENTICATE|LOGIN)\b)|\(X-|\.?$| in session)"
 )
 _RC_AGAINST = re.compile(r" against \S+$")
-_PERDITION = re.compile(r"Auth: (\S+?)->\S+ (.*)")
 _PERDITION_USER = re.compile(r'\bauthentication_id="([^"]*)"')
 _PERDITION_PROTO = re.compile(r"\bprotocol=(\S+)")
 _PERDITION_STATUS = re.compile(r'\bstatus="([^"]*)"')
@@ -780,37 +776,33 @@ class OtherServersParser:
     def _cyrus(
         self, when: datetime, host: str | None, prog: str, msg: str, out: list[Event]
     ) -> bool:
-        if msg.startswith("login: "):
-            ok = _CYRUS_OK.match(msg)
-            if ok is None:
-                return False  # (e.g. "login: ... User logged in" without an address)
-            out.append(
-                new_auth(
-                    time=when,
-                    ip=ip_or_bad(ok.group(1)),
-                    succeeded=True,
-                    account=ok.group(2),
-                    mechanism=ok.group(3).upper(),
-                    service=_service(prog),
-                    server=host,
-                )
-            )
-            return True
-        m = _CYRUS.match(msg)
-        if m is None:
+        login = msg.startswith("login: ")
+        # "name [ip] ...", "name[ip] ..." or "[ip] ...": the first [...] is the client
+        rest = msg[7:] if login else msg[10:]
+        start = rest.find("[")
+        end = rest.find("] ", start)
+        if start < 0 or end < 0 or " " in rest[:start].rstrip(" "):
+            if login:
+                return False
             raise LineError("Cyrus badlogin line without [address]")
-        ip_text, mech, rest = m.groups()
-        account = None
-        if rest and not rest.startswith(("[", "SASL", "authentication failure")):
-            paren = rest.startswith("(")
-            account = rest[1:].split(")", 1)[0] if paren else rest.split(" ", 1)[0]
+        words = rest[end + 2 :].split(" ", 2)
+        if login:  # login: host [ip] user MECH[+TLS] User logged in ...
+            if len(words) < 3 or not words[2].startswith("User logged in"):
+                return False
+            account, mech = words[0], words[1].removesuffix("+TLS")
+        else:  # badlogin: host [ip] MECH [user] reason
+            mech, account = words[0], None
+            tail = " ".join(words[1:])
+            if tail and not tail.startswith(("[", "SASL", "authentication failure")):
+                paren = tail.startswith("(")
+                account = tail[1:].split(")", 1)[0] if paren else tail.split(" ", 1)[0]
         out.append(
             new_auth(
                 time=when,
-                ip=ip_or_bad(ip_text),
-                succeeded=False,
+                ip=ip_or_bad(rest[start + 1 : end]),
+                succeeded=login,
                 account=account or None,
-                mechanism=mech.upper(),
+                mechanism=mech.upper() or None,
                 service=_service(prog),
                 server=host,
             )
@@ -822,15 +814,16 @@ class OtherServersParser:
     def _uw(self, when: datetime, host: str | None, prog: str, msg: str, out: list[Event]) -> bool:
         if msg.startswith("Failed ") and " override of user=" not in msg:
             return False
-        h = _UW_HOST.search(msg)
-        if h is None:
+        at = msg.find(" host=")
+        peer = last_bracketed(msg[at:], "host=") if at >= 0 else None
+        if peer is None:
             raise LineError("UW-IMAP login line without host=name [address]")
         user = _UW_USER.search(msg)
         mech = _UW_MECH.search(msg)
         out.append(
             new_auth(
                 time=when,
-                ip=ip_or_bad(h.group(1)),
+                ip=ip_or_bad(peer),
                 succeeded=msg.startswith(_UW_OK),
                 account=(user.group(1) or None) if user else None,
                 mechanism=mech.group(1).upper() if mech else None,
@@ -873,22 +866,24 @@ class OtherServersParser:
     # -- perdition ------------------------------------------------------------------------
 
     def _perdition(self, when: datetime, host: str | None, msg: str, out: list[Event]) -> bool:
-        m = _PERDITION.match(msg)
-        if m is None:
+        if not msg.startswith("Auth: "):
             return False
-        status = _PERDITION_STATUS.search(m.group(2))
+        route, _, fields = msg[6:].partition(" ")
+        peer, arrow, _ = route.partition("->")
+        if not arrow:
+            return False
+        status = _PERDITION_STATUS.search(fields)
         if status is None:
             return False
         verdict = status.group(1)
         if verdict != "ok" and not verdict.startswith("failed"):
             return False
-        peer = m.group(1)
         if peer.startswith("["):  # [v6]:port
             peer = peer[1:].partition("]")[0]
         elif peer.count(":") == 1:  # v4:port
             peer = peer.partition(":")[0]
-        user = _PERDITION_USER.search(m.group(2))
-        proto = _PERDITION_PROTO.search(m.group(2))
+        user = _PERDITION_USER.search(fields)
+        proto = _PERDITION_PROTO.search(fields)
         out.append(
             new_auth(
                 time=when,
