@@ -398,3 +398,50 @@ def test_ctrl_c_on_a_live_scan_reports_what_it_found_and_keeps_the_state(
     assert "interrupted: the findings cover the input read so far" in err.decode()
     assert state.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.log", "events.jsonl", "state"]
+
+
+# ------------------------------------------------------------------- output contracts
+
+
+def test_a_json_lone_surrogate_is_refused_not_a_crash_when_written_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # JSON's "\ud800" escape gives a str that UTF-8 cannot encode: `parse` died writing
+    # it (UnicodeEncodeError), and so did `report`.
+    good = {"type": "auth", "time": "2026-03-02T10:00:00+00:00", "ip": "192.0.2.1"}
+    log = tmp_path / "events.jsonl"
+    log.write_text(
+        json.dumps({**good, "account": "\ud800x@example.jp", "succeeded": True})
+        + "\n"
+        + json.dumps({**good, "account": "ok@example.jp", "succeeded": True})
+        + "\n"
+        + json.dumps(
+            {**good, "type": "submission", "account": "ok@example.jp", "recipients": ["\udfff"]}
+        )
+        + "\n"
+    )
+    assert main(["parse", str(log)]) == 0
+    captured = capsys.readouterr()
+    assert [json.loads(line)["account"] for line in captured.out.splitlines()] == ["ok@example.jp"]
+    assert "malformed lines: 2" in captured.err
+    assert "account holds a lone surrogate (not valid Unicode)" in captured.err
+    report = tmp_path / "r.html"
+    assert main(["report", "--no-figures", "--out", str(report), str(log)]) == 0
+    assert report.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_a_journal_message_with_a_lone_surrogate_keeps_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = {
+        "__REALTIME_TIMESTAMP": "1764342154123456",
+        "MESSAGE": "4104E3D: client=a.example[192.0.2.1], sasl_method=PLAIN, "
+        "sasl_username=\ud800bob@example.jp",
+        "SYSLOG_IDENTIFIER": "postfix/smtpd",
+        "_HOSTNAME": "mx",
+    }
+    log = tmp_path / "journal.json"
+    log.write_text(json.dumps(entry) + "\n")
+    assert main(["parse", str(log)]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[0]["account"] == "\ufffd\ufffd\ufffdbob@example.jp"

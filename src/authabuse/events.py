@@ -370,8 +370,8 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
     for key, value in data.items():
         if key not in names:
             continue
-        if key in _STR_FIELDS and value is not None and not isinstance(value, str):
-            raise InvalidEventError(f"{key} must be a string")
+        if key in _STR_FIELDS and value is not None:
+            _check_text(key, value)
         kwargs[key] = value
     raw_time = kwargs.get("time")
     if not isinstance(raw_time, str):
@@ -384,11 +384,29 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
         rcpts = kwargs["recipients"]
         if not isinstance(rcpts, list):
             raise InvalidEventError("recipients must be a list")
-        kwargs["recipients"] = tuple(rcpts)
+        kwargs["recipients"] = tuple(_check_text("recipients", r, strict=False) for r in rcpts)
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
         raise InvalidEventError(f"{kind} event: {exc}") from None
+
+
+def _check_text(key: str, value: object, *, strict: bool = True) -> object:
+    """Return a JSON string field's ``value``; refuse a non-string or a lone surrogate.
+
+    A non-string is refused only when ``strict``. JSON's escape of a lone surrogate gives
+    a ``str`` that could never be written out again as UTF-8 (``parse`` output, a report).
+    """
+    if not isinstance(value, str):
+        if strict:
+            raise InvalidEventError(f"{key} must be a string")
+        return value  # the event's own check says what is wrong with it
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidEventError(f"{key} holds a lone surrogate (not valid Unicode)") from None
+    return value
 
 
 def event_from_json(text: str | bytes) -> Event:

@@ -691,6 +691,8 @@ class LogParser:
 def _journal_text(value: object) -> str | None:
     """Return a journal field as text: a string, or the byte array journalctl gives for binary."""
     if isinstance(value, str):
+        if not value.isascii():  # JSON may carry lone surrogates ("\ud800"): not Unicode
+            value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         return value.replace("\n", " ").replace("\r", " ")
     if (
         isinstance(value, list)
