@@ -25,6 +25,7 @@ _COMMANDS: tuple[str, ...] = (
     "demo",
     "parse",
     "scan",
+    "watch",
     "report",
     "simulate",
     "evaluate",

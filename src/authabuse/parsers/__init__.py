@@ -22,6 +22,7 @@ cannot be parsed stops the stream: it is counted in :class:`ParseStats` (or rais
 from __future__ import annotations
 
 from ._core import DEFAULT_MAX_LINE, FORMATS, LogParser, parse_line
+from ._follow import Follower
 from ._reader import iter_events, iter_lines, open_log
 from ._stats import ParseStats
 from ._timestamps import parse_tz
@@ -29,6 +30,7 @@ from ._timestamps import parse_tz
 __all__ = [
     "DEFAULT_MAX_LINE",
     "FORMATS",
+    "Follower",
     "LogParser",
     "ParseStats",
     "iter_events",

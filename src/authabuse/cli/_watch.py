@@ -1,0 +1,319 @@
+"""``authabuse watch``: follow live logs and alert the moment an account is flagged.
+
+::
+
+    authabuse watch [--format F] [--geo PATH]... [--year N] [--tz ZONE] [--rules FILE]
+                    [--state FILE] [--snapshot-interval SECONDS] [--from-start]
+                    [--min-level suspicious|abuse] [--realert SECONDS] [--json] LOG...
+
+Each file is followed like ``tail -F`` (across rotation and truncation); ``-`` reads
+standard input (``journalctl -f -o json | authabuse watch -``). An alert is written (and
+flushed) when an account first reaches ``--min-level``, when it rises to a higher level,
+and again when it is still flagged ``--realert`` seconds of log time after its last
+alert. With ``--json`` each alert is one object::
+
+    {"account", "level", "score", "time", "ip", "country",
+     "reasons": [{"rule", "score", "detail"}], "log"}
+
+SIGTERM and SIGINT stop it (saving ``--state`` and the files' positions beside it, so a
+restart continues at the next unread line); SIGHUP re-reads ``--rules`` and ``--geo``.
+Exit status 0 after a signal or the end of standard input, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, TextIO
+
+from authabuse.cli._input import add_detection_arguments, add_input_arguments
+
+__all__ = ["register"]
+
+log = logging.getLogger("authabuse.watch")
+
+_MAX_ALERTED = 200_000  # accounts whose last alert is remembered (oldest forgotten first)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``watch`` subcommand to the ``authabuse`` command line."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "watch",
+        help="follow live logs and alert as accounts are flagged",
+        description=(
+            "Follow mail logs as they grow (like tail -F, across rotation) and write an "
+            "alert the moment an account reaches --min-level, with the rules that fired."
+        ),
+    )
+    add_input_arguments(parser)
+    add_detection_arguments(parser)
+    parser.add_argument(
+        "--state",
+        metavar="FILE",
+        help="detector state: loaded if the file exists, saved periodically and at exit, "
+        "with each file's position (FILE.pos) so a restart goes on at the next line",
+    )
+    parser.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="save --state this often (default 300; 0: only at exit)",
+    )
+    parser.add_argument(
+        "--from-start",
+        action="store_true",
+        help="read what the files already hold first (default: only what is appended, "
+        "unless --state knows where it stopped)",
+    )
+    parser.add_argument(
+        "--realert",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="alert again for an account still flagged this long (log time) after its "
+        "last alert (default 86400)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often idle files are polled (default 1)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per alert")
+    parser.set_defaults(func=_run)
+
+
+class _Alerts:
+    """Decide which verdicts are alerts, and write them."""
+
+    def __init__(self, out: TextIO, *, min_level: Any, realert: float, as_json: bool) -> None:
+        self.out = out
+        self.min_level = min_level
+        self.realert = realert
+        self.as_json = as_json
+        self.last: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self.sent = 0
+
+    def consider(self, verdict: Any, source: str) -> None:
+        if verdict.level < self.min_level or verdict.account is None:
+            return
+        account = verdict.account
+        t = verdict.time.timestamp()
+        last = self.last.get(account)
+        if last is not None and verdict.level <= last[0] and t - last[1] < self.realert:
+            return
+        self.last[account] = (int(verdict.level), t)
+        self.last.move_to_end(account)
+        if len(self.last) > _MAX_ALERTED:
+            self.last.popitem(last=False)
+        self.sent += 1
+        self.out.write(self._render(verdict, source) + "\n")
+        self.out.flush()
+
+    def _render(self, v: Any, source: str) -> str:
+        from authabuse.cli._scan import sanitize
+
+        reasons = [
+            {"rule": f.rule, "score": float(f.score), "detail": f.detail} for f in v.findings
+        ]
+        if self.as_json:
+            return json.dumps(
+                {
+                    "account": sanitize(v.account),
+                    "level": str(v.level),
+                    "score": float(v.score),
+                    "time": v.time.isoformat(),
+                    "ip": v.ip,
+                    "country": v.country,
+                    "reasons": [{**r, "detail": sanitize(r["detail"], 400)} for r in reasons],
+                    "log": source,
+                }
+            )
+        head = (
+            f"{v.time.isoformat()} {str(v.level).upper()} {sanitize(v.account)} "
+            f"score {v.score:g} from {v.ip or '-'} ({v.country or '??'})"
+        )
+        return "\n".join(
+            [
+                head,
+                *(
+                    f"    {r['rule']} (+{r['score']:g}): {sanitize(r['detail'], 400)}"
+                    for r in reasons
+                ),
+            ]
+        )
+
+
+def _stdin_lines(stop: Any, interval: float) -> Any:
+    """Yield ``("-", n, line)`` from standard input as lines arrive, until EOF or ``stop()``."""
+    fd = sys.stdin.buffer.fileno()
+    partial = b""
+    n = 0
+    while not stop():
+        ready, _, _ = select.select([fd], [], [], interval)
+        if not ready:
+            yield None  # idle: lets the caller save snapshots
+            continue
+        data = os.read(fd, 1 << 16)
+        if not data:
+            break
+        partial += data
+        *lines, partial = partial.split(b"\n")
+        for line in lines:
+            n += 1
+            yield "-", n, line + b"\n"
+    if partial and not stop():
+        yield "-", n + 1, partial
+
+
+def _run(args: argparse.Namespace) -> int:
+    from authabuse.cli._serve import _reload
+    from authabuse.errors import ConfigurationError
+    from authabuse.parsers import DEFAULT_MAX_LINE, LogParser
+    from authabuse.rules import Level
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if "-" in args.logs and len(args.logs) > 1:
+        raise ConfigurationError("watch reads standard input ('-') on its own, not with files")
+    if len(set(args.logs)) != len(args.logs):
+        raise ConfigurationError("a log is named twice")
+    max_line = args.max_line if args.max_line is not None else DEFAULT_MAX_LINE
+    parsers = {
+        path: LogParser(args.format, year=args.year, tz=args.tz, max_line=max_line, source=path)
+        for path in args.logs
+    }
+    detector, state, positions = _detector(args)
+    alerts = _Alerts(
+        sys.stdout, min_level=Level.parse(args.min_level), realert=args.realert, as_json=args.json
+    )
+    stopping: list[int] = []
+    reloads: list[int] = []  # SIGHUP: reloaded between two lines, not inside one
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: stopping.append(signum))
+    signal.signal(signal.SIGHUP, lambda signum, _frame: reloads.append(signum))
+    follower, lines = _inputs(args, parsers, positions, max_line, lambda: bool(stopping))
+    print(f"authabuse watch: following {', '.join(args.logs)}", file=sys.stderr, flush=True)
+    process = detector.process
+    snapshots = state is not None and args.snapshot_interval > 0
+    next_snapshot = time.monotonic() + args.snapshot_interval
+    for item in lines:
+        if reloads:
+            reloads.clear()
+            _reload(detector, args)
+        if item is not None:
+            path, lineno, line = item
+            for event in parsers[path].feed(line, lineno):
+                alerts.consider(process(event), path)
+        if snapshots and time.monotonic() >= next_snapshot:
+            _save(detector, state, follower)  # type: ignore[arg-type]  # set when snapshots
+            next_snapshot = time.monotonic() + args.snapshot_interval
+    if not stopping:  # standard input ended: what waits for its queue id is complete now
+        for path, parser in parsers.items():
+            for event in parser.flush():
+                alerts.consider(process(event), path)
+    if state is not None:
+        _save(detector, state, follower)
+    if follower is not None:
+        follower.close()
+    stats = [p.stats for p in parsers.values()]
+    print(
+        f"watch: {sum(s.lines for s in stats)} lines, "
+        f"{sum(sum(s.events.values()) for s in stats)} events "
+        f"({detector.stats.events} judged), {alerts.sent} alerts; "
+        f"{sum(s.malformed + s.unrecognized + s.too_long for s in stats)} lines skipped as "
+        "malformed, unrecognized or too long",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _inputs(
+    args: argparse.Namespace,
+    parsers: dict[str, Any],
+    positions: dict[str, tuple[int, int]],
+    max_line: int,
+    stop: Any,
+) -> tuple[Any, Any]:
+    """Return the follower (None for standard input) and the stream of its lines."""
+    if args.logs == ["-"]:
+        return None, _stdin_lines(stop, args.interval)
+    from authabuse.parsers import Follower
+
+    follower = Follower(
+        args.logs,
+        from_start=args.from_start,
+        positions=positions,
+        max_line=max_line,
+        on_too_long=lambda path, lineno: parsers[path].too_long(lineno),
+    )
+    return follower, _file_lines(follower, stop, args.interval)
+
+
+def _detector(args: argparse.Namespace) -> tuple[Any, Path | None, dict[str, tuple[int, int]]]:
+    """Build (or load from ``--state``) the detector; the files' saved positions."""
+    from authabuse.cli._input import check_writable
+    from authabuse.detector import Detector
+    from authabuse.geo import resolver_from_paths
+    from authabuse.rules import load_rules
+
+    rules = load_rules(args.rules) if args.rules else None
+    geo = resolver_from_paths(args.geo)
+    state = check_writable(args.state, "state file") if args.state else None
+    if state is not None and state.exists():
+        detector = Detector.load(state, rules=rules, geo=geo)
+        pos = Path(f"{state}.pos")
+        return detector, state, _read_positions(pos) if pos.exists() else {}
+    return Detector(rules=rules, geo=geo), state, {}
+
+
+def _file_lines(follower: Any, stop: Any, interval: float) -> Any:
+    """Follow the files; ``None`` after each idle wait (time to save a snapshot)."""
+    while not stop():
+        got = False
+        for item in follower.poll():
+            got = True
+            yield item
+            if stop():
+                return
+        if not got:
+            time.sleep(interval)
+            yield None
+
+
+def _save(detector: Any, state: Path, follower: Any) -> None:
+    """Save the state, then the files' positions it goes with (``FILE.pos``)."""
+    from authabuse.errors import ConfigurationError
+
+    try:
+        detector.save(state)
+        if follower is not None:
+            positions_file = Path(f"{state}.pos")
+            tmp = positions_file.with_name(positions_file.name + ".tmp")
+            tmp.write_text(json.dumps({p: list(v) for p, v in follower.positions().items()}))
+            os.replace(tmp, positions_file)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot write state file {state}: {exc.strerror or exc}"
+        ) from None
+
+
+def _read_positions(path: Path) -> dict[str, tuple[int, int]]:
+    """Read FILE.pos; a damaged one is ignored (files then start at their end) and logged."""
+    try:
+        data = json.loads(path.read_text())
+        return {str(p): (int(v[0]), int(v[1])) for p, v in data.items()}
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        log.warning("ignoring unreadable positions file %s: %s", path, exc)
+        return {}

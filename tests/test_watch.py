@@ -1,0 +1,221 @@
+"""``authabuse watch`` as an operator runs it: a process following files that grow."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from authabuse.parsers import Follower
+from authabuse.simulate import simulate
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("sim")
+    simulate(d, seed=5, accounts=200, days=1, mix="default")
+    return d
+
+
+def _geo(sim: Path) -> list[str]:
+    return ["--geo", str(sim / "geo-country.csv"), "--geo", str(sim / "geo-asn.csv")]
+
+
+def _cli(*args: str, stdin: Any = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "authabuse", *args],
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def test_watch_on_standard_input_alerts_when_scan_flags(sim: Path) -> None:
+    """Every account scan reports is alerted, at the event scan names, at that level."""
+    with (sim / "maillog").open("rb") as log:
+        watched = _cli("watch", "--json", *_geo(sim), "-", stdin=log)
+    assert watched.returncode == 0, watched.stderr
+    alerts = [json.loads(line) for line in watched.stdout.splitlines()]
+    scanned = _cli("scan", "--json", *_geo(sim), str(sim / "maillog"))
+    assert scanned.returncode == 1  # some account was reported
+    reports = [json.loads(line) for line in scanned.stdout.splitlines()]
+    assert len(reports) >= 5
+    assert {a["account"] for a in alerts} == {r["account"] for r in reports}
+    for r in reports:
+        mine = [a for a in alerts if a["account"] == r["account"]]
+        # alerted the moment it reached its final level, with the same evidence
+        hit = [a for a in mine if a["level"] == r["level"] and a["time"] == r["flagged_at"]]
+        assert len(hit) == 1, (r, mine)
+        assert hit[0]["score"] >= min(x["score"] for x in r["reasons"])
+        assert hit[0]["log"] == "-"
+        assert all(set(a) == {"account", "level", "score", "time", "ip", "country",
+                              "reasons", "log"} for a in mine)  # fmt: skip
+    # levels only rise between alerts of one account (no repeats within --realert)
+    for account in {a["account"] for a in alerts}:
+        levels = [a["level"] for a in alerts if a["account"] == account]
+        assert levels in (["suspicious"], ["abuse"], ["suspicious", "abuse"])
+    assert re.search(r"watch: \d+ lines, \d+ events \(\d+ judged\), \d+ alerts", watched.stderr)
+
+
+class Watch:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "authabuse", "watch", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        first = self.proc.stderr.readline()
+        assert "following" in first, first
+
+    def stop(self) -> tuple[int, str, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=120)
+        return self.proc.returncode, out, err
+
+
+def _lines_read(err: str) -> int:
+    m = re.search(r"watch: (\d+) lines", err)
+    assert m is not None, err
+    return int(m.group(1))
+
+
+def _wait_caught_up(pos: Path, log: Path, timeout: float = 60) -> None:
+    """Wait until the saved positions say the whole current file was read."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            saved = json.loads(pos.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        st = log.stat()
+        if saved.get(str(log)) == [st.st_ino, st.st_size]:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"watch did not catch up with {log}: {pos.read_text()}")
+
+
+@pytest.fixture
+def watches() -> Iterator[list[Watch]]:
+    started: list[Watch] = []
+    yield started
+    for w in started:
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.communicate(timeout=30)
+
+
+def test_watch_follows_rotation_truncation_and_resumes_from_its_state(
+    sim: Path, tmp_path: Path, watches: list[Watch]
+) -> None:
+    lines = (sim / "maillog").read_bytes().splitlines(keepends=True)
+    log = tmp_path / "mail.log"
+    state = tmp_path / "state"
+    pos = tmp_path / "state.pos"
+    log.write_bytes(b"".join(lines[:1000]))  # there before: not read (like tail -F)
+    args = ["--json", *_geo(sim), "--state", str(state), "--snapshot-interval", "0.2"]
+    args += ["--interval", "0.05", str(log)]
+    w = Watch(*args)
+    watches.append(w)
+    with log.open("ab") as fh:  # appended in pieces, a line cut in two among them
+        for i in range(1000, 20000, 1000):
+            fh.write(b"".join(lines[i : i + 999]) + lines[i + 999][:10])
+            fh.flush()
+            fh.write(lines[i + 999][10:])
+        fh.write(b"".join(lines[20000:30000]))
+    _wait_caught_up(pos, log)
+    # logrotate: the file moves away with a last line written after the move
+    log.rename(tmp_path / "mail.log.1")
+    with (tmp_path / "mail.log.1").open("ab") as fh:
+        fh.write(lines[30000])
+    log.write_bytes(b"".join(lines[30001:40000]))
+    _wait_caught_up(pos, log)
+    # copytruncate: the same file emptied and written from its start again
+    with log.open("r+b") as fh:
+        fh.truncate(0)
+    time.sleep(0.3)
+    over = b"x" * 40000 + b"\n"  # an over-long line is counted, not kept
+    log.write_bytes(over + b"".join(lines[40000:45000]))
+    _wait_caught_up(pos, log)
+    code, out, err = w.stop()
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert _lines_read(err) == 44000 + 1  # every line appended, none twice; the long one
+    assert "1 lines skipped" in err
+    alerts = [json.loads(line) for line in out.splitlines()]
+    assert alerts
+    assert {a["log"] for a in alerts} == {str(log)}
+    # a restart goes on at the next unread line: what was written meanwhile is read once
+    with log.open("ab") as fh:
+        fh.write(b"".join(lines[45000:50000]))
+    w2 = Watch(*args)
+    watches.append(w2)
+    _wait_caught_up(pos, log)
+    code, _, err2 = w2.stop()
+    assert code == 0, err2
+    assert _lines_read(err2) == 5000
+    assert state.exists()
+
+
+def test_follower_unit_rotation_without_recreation_and_missing_files(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    f = Follower([str(log), str(tmp_path / "b.log")], from_start=True)
+    assert list(f.poll()) == []  # neither exists yet
+    log.write_bytes(b"1\n2\n")
+    assert [line for _, _, line in f.poll()] == [b"1\n", b"2\n"]
+    log.rename(tmp_path / "a.log.1")  # moved away, nothing new at the name yet
+    with (tmp_path / "a.log.1").open("ab") as fh:
+        fh.write(b"3\n")
+    assert [line for _, _, line in f.poll()] == [b"3\n"]
+    log.write_bytes(b"4\n")
+    (tmp_path / "b.log").write_bytes(b"b1\n")
+    assert [(Path(p).name, n, line) for p, n, line in f.poll()] == [
+        ("a.log", 4, b"4\n"),
+        ("b.log", 1, b"b1\n"),
+    ]
+    # resuming from saved positions: the same file goes on, another one starts over
+    saved = f.positions()
+    f.close()
+    with log.open("ab") as fh:
+        fh.write(b"5\n")
+    g = Follower([str(log)], positions=saved)
+    assert [line for _, _, line in g.poll()] == [b"5\n"]
+    g.close()
+    os.unlink(log)
+    log.write_bytes(b"new\n")
+    h = Follower([str(log)], positions={str(log): (saved[str(log)][0] + 999, 2)})
+    assert [line for _, _, line in h.poll()] == [b"new\n"]  # not the same file: from start
+    h.close()
+
+
+def test_watch_refuses_bad_usage(tmp_path: Path) -> None:
+    both = _cli("watch", "-", str(tmp_path / "x.log"))
+    assert both.returncode == 2
+    assert "standard input" in both.stderr
+    assert "Traceback" not in both.stderr
+    twice = _cli("watch", str(tmp_path / "x.log"), str(tmp_path / "x.log"))
+    assert twice.returncode == 2
+    assert "named twice" in twice.stderr
+
+
+def test_follower_follow_until_stopped(tmp_path: Path) -> None:
+    log = tmp_path / "c.log"
+    log.write_bytes(b"a\nb\n")
+    seen: list[bytes] = []
+    f = Follower([str(log)], from_start=True)
+    for _, _, line in f.follow(interval=0.01, stop=lambda: len(seen) >= 2):
+        seen.append(line)
+    f.close()
+    assert seen == [b"a\n", b"b\n"]
