@@ -166,6 +166,12 @@ def test_bad_requests_get_http_errors(dovecot: Any, net: Any) -> None:
         (b"POST /?command=allow HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431, "oversized"),
         (b"GET / HTTP/1.1\r\n" + b"X: " + b"a" * 20000, 431, "oversized"),
         (b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400, "malformed"),
+        # two lengths: which one frames the body? (waited for 30 bytes until the timeout)
+        (
+            b"POST /?command=allow HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 30\r\n\r\n{}",
+            400,
+            "malformed",
+        ),
     ],
 )
 def test_garbled_requests_close_the_connection(

@@ -17,7 +17,7 @@ from typing import Any, cast
 from authabuse.errors import ConfigurationError
 from authabuse.servers._metrics import Metrics
 
-__all__ = ["Limits", "ListenAddress", "ServerBase", "parse_listen"]
+__all__ = ["Limits", "ListenAddress", "ServerBase", "for_log", "parse_listen"]
 
 log = logging.getLogger("authabuse.servers")
 
@@ -101,6 +101,23 @@ class Limits:
             raise ConfigurationError("max_connections >= 1 and max_request_bytes >= 256")
         if self.request_timeout <= 0 or self.idle_timeout <= 0:
             raise ConfigurationError("timeouts must be positive")
+
+
+def for_log(value: object, limit: int = 200) -> str:
+    r"""Quote a client-supplied value for a log line: escaped, one line, bounded.
+
+    A login name comes from the client before it authenticates: a newline or a
+    terminal escape in it must not forge log lines or repaint an operator's terminal.
+
+    >>> print(for_log("bob\nWARNING forged line\x1b[2J"))
+    'bob\nWARNING forged line\x1b[2J'
+    >>> for_log("a" * 300, limit=5)
+    "'aaaaa'...(+295 chars)"
+    """
+    if not isinstance(value, str):
+        return repr(value)[:limit]
+    more = f"...(+{len(value) - limit} chars)" if len(value) > limit else ""
+    return repr(value[:limit]) + more
 
 
 class Connection(asyncio.Protocol):

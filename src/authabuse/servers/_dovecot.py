@@ -22,7 +22,14 @@ from urllib.parse import parse_qs
 from authabuse._store_loop import Pending
 from authabuse.errors import ConfigurationError, InvalidEventError
 from authabuse.events import AuthAttempt, parse_ip
-from authabuse.servers._base import Connection, Limits, ListenAddress, ServerBase, StoreLoopMixin
+from authabuse.servers._base import (
+    Connection,
+    Limits,
+    ListenAddress,
+    ServerBase,
+    StoreLoopMixin,
+    for_log,
+)
 from authabuse.servers._decision import Decider, DovecotAnswers, level_name
 from authabuse.servers._http import HttpConnection, HttpRequest, HttpResponse, serve_metrics
 from authabuse.servers._metrics import Metrics
@@ -200,7 +207,9 @@ class DovecotPolicyServer(StoreLoopMixin, ServerBase):
         if status < 0:
             if level == "abuse":
                 log.warning(
-                    "dovecot: abuse: login=%s remote=%s rejected", login, data.get("remote")
+                    "dovecot: abuse: login=%s remote=%s rejected",
+                    for_log(login),
+                    for_log(data.get("remote"), 64),
                 )
             return {"status": status, "msg": self.answers.message}
         return {"status": status}

@@ -208,9 +208,16 @@ def _parse_head(head: bytes) -> tuple[str, str, dict[str, str], bool] | tuple[in
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or any(c < " " for c in line):
+        key = name.lower()
+        if (
+            not sep
+            or not name
+            or name != name.strip()
+            or any(c < " " for c in line)
+            or (key == "content-length" and key in headers)  # which one frames the body?
+        ):
             return (400, "malformed")
-        headers[name.lower()] = value.strip()
+        headers[key] = value.strip()
     conn = headers.get("connection", "").lower()
     keep = conn != "close" if version == "HTTP/1.1" else conn == "keep-alive"
     return method, target, headers, keep

@@ -25,6 +25,7 @@ from authabuse.servers._base import (
     ListenAddress,
     ServerBase,
     StoreLoopMixin,
+    for_log,
 )
 from authabuse.servers._decision import Decider, PostfixAnswers, level_name
 from authabuse.servers._metrics import Metrics
@@ -410,7 +411,12 @@ class PostfixPolicyServer(StoreLoopMixin, ServerBase):
         if len(self._logged_abuse) > 10_000:
             self._logged_abuse.clear()
         self._logged_abuse[account] = now
-        log.warning("postfix: abuse: account=%s client=%s action=%s", account, client, action)
+        log.warning(
+            "postfix: abuse: account=%s client=%s action=%s",
+            for_log(account),
+            for_log(client, 64),
+            action,
+        )
 
 
 def _level_or_future(verdict: Any) -> str | Pending:
