@@ -154,7 +154,7 @@ def test_watch_follows_rotation_truncation_and_resumes_from_its_state(
     assert code == 0, err
     assert "Traceback" not in err
     assert _lines_read(err) == 44000 + 1  # every line appended, none twice; the long one
-    assert "1 lines skipped" in err
+    assert "1 line skipped" in err
     alerts = [json.loads(line) for line in out.splitlines()]
     assert alerts
     assert {a["log"] for a in alerts} == {str(log)}

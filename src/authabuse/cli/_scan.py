@@ -207,7 +207,7 @@ def _footer(stats: Any, detector: Any, accounts: int, flagged: int) -> str:
     d = detector.stats
     parts = [
         f"{stats.lines} lines, {sum(stats.events.values())} events ({d.events} judged), "
-        f"{accounts} accounts, {flagged} reported",
+        f"{accounts} account{'' if accounts == 1 else 's'}, {flagged} reported",
     ]
     skipped = {
         "malformed lines": stats.malformed,

@@ -228,11 +228,12 @@ def _run(args: argparse.Namespace) -> int:
     if follower is not None:
         follower.close()
     stats = [p.stats for p in parsers.values()]
+    skipped = sum(s.malformed + s.unrecognized + s.too_long for s in stats)
     print(
         f"watch: {sum(s.lines for s in stats)} lines, "
         f"{sum(sum(s.events.values()) for s in stats)} events "
         f"({detector.stats.events} judged), {alerts.sent} alerts; "
-        f"{sum(s.malformed + s.unrecognized + s.too_long for s in stats)} lines skipped as "
+        f"{skipped} line{'' if skipped == 1 else 's'} skipped as "
         "malformed, unrecognized or too long",
         file=sys.stderr,
     )
