@@ -387,6 +387,26 @@ def test_zimbra_mailbox_log_real_lines() -> None:
     assert (stats.irrelevant, stats.malformed) == (1, 0)  # "handler exception" alone
 
 
+def test_exchange_protocol_log_real_lines() -> None:
+    events, stats = run((DATA / "crowdsec-exchange.log").read_bytes(), tz="Asia/Tokyo")
+    assert [(str(e.ip), e.account, e.mechanism, e.service) for e in auths(events)] == [
+        ("192.168.9.212", "testuser", "PLAIN", "imap"),
+        ("192.168.9.212", "testuser", "PLAIN", "pop3"),
+        ("192.168.9.212", None, None, "smtp"),  # SMTP Receive: "535 5.7.3" sent
+    ]
+    assert auths(events)[0].time.isoformat() == "2022-07-20T21:28:50+00:00"  # UTC, not --tz
+    assert stats.used == 3
+    other = (  # the session's other SMTP lines are no attempt
+        "2022-07-20T21:12:06.270Z,EX\\Default,08DA4F7C11473A60,3,192.168.9.241:25,"
+        "[2001:db8::9]:53722,<,EHLO ylmf-pc,\n"
+        "2022-07-20T21:12:06.270Z,EX\\Default,08DA4F7C11473A60,9,192.168.9.241:25,"
+        "[2001:db8::9]:53722,>,535 5.7.3 Authentication unsuccessful,\n"
+    )
+    events, stats = run(other)
+    assert fails(events) == [("2001:db8::9", None)]
+    assert stats.irrelevant == 1
+
+
 def test_own_envelope_lines_bad_input() -> None:
     log = (
         "[31-Feb-2013 22:28:21 +0200]: FAILED login for u from 192.0.2.1\n"  # no such day

@@ -1,4 +1,7 @@
-r"""Log parsers: Postfix, Dovecot, Exim, Sendmail and JSON lines into events.
+r"""Log parsers: Postfix, Dovecot, Exim, Sendmail, other servers and JSON lines into events.
+
+The other servers are OpenSMTPD, Courier, Cyrus, UW-IMAP, Roundcube, the nginx mail
+proxy, Zimbra, Domino, Exchange and a few more (their authentication lines).
 
 Input is read as bytes in blocks of bounded size and cut into lines (an over-long line is
 counted and dropped as it streams in), so memory stays bounded on unbounded input; the

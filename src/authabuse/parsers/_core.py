@@ -98,9 +98,10 @@ class LogParser:
     """Streaming parser: feed it log lines, get events; joins are bounded in memory.
 
     ``format`` is one of :data:`FORMATS`: ``"auto"`` recognizes each line by its program
-    name (Postfix, Dovecot, Exim, Sendmail) or shape (a JSON object, an Exim main-log
-    stamp); a named format sends every line to that parser. ``year`` and ``tz`` place
-    year-less and zone-less stamps (defaults: the year that does not put the first line
+    name (Postfix, Dovecot, Exim, Sendmail; OpenSMTPD, Courier, Cyrus, ...: see
+    ``docs/parsers.md``) or shape (a JSON object, an Exim main-log stamp); a named
+    format sends every line to that parser. ``year`` and ``tz`` place year-less and
+    zone-less stamps (defaults: the year that does not put the first line
     in the future, and the machine's local zone; see ``docs/parsers.md``). ``source``
     names the input in statistics and errors. With ``strict=True`` a malformed, over-long
     or unrecognizable line raises :class:`~authabuse.errors.ParseError` instead of being

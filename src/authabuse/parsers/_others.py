@@ -73,6 +73,10 @@ Roundcube's: ``--tz`` places them):
   connecting host [IP]`` (day before month, as in the logs seen).
 * **Kerio Connect**: ``[17/May/2017 19:44:25] Failed SMTP login from IP with SASL method
   M.``
+* **Microsoft Exchange** protocol logs (CSV, UTC stamps): an SMTP Receive line whose
+  event is ``>`` (sent) with a ``535`` reply is a failed AUTH of its remote endpoint; an
+  IMAP4/POP3 line whose context holds ``AuthFailed:`` is a failed login of its ``cIp``
+  and ``user``. (Successes are in the message-tracking log, not read.)
 * **Oracle Communications Messaging Server** (``LOG_FORMAT=4``): ``<co ts="..." sc="tcp_..."
   tr="TCP|local|port|remote|port" mi="Bad password" us="U" .../>`` (failure) and
   ``mi="Authentication successful - switched to channel ..."`` (login).
@@ -84,6 +88,7 @@ address that is not one is a malformed line (counted, with its reason).
 from __future__ import annotations
 
 import binascii
+import csv
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -143,6 +148,9 @@ _SMTPIN_END = re.compile(
 )
 _ANGLE = re.compile(r"(from|to)=<([^>]*)>")
 _NUMBER = re.compile(r"\b(size|nrcpts|nrcpt|ndest)=([0-9]+)")
+
+
+_MAX_SESSION_MESSAGES = 1000  # message ids a session remembers for its end
 
 
 class _SmtpdSession:
@@ -221,6 +229,8 @@ _DOMINO_SERVER = re.compile(
     r"SMTP Server(?: \[[^\]]*\])?:? Authentication failed for user (.*) ; connecting host (\S+)$"
 )
 _OIMS = re.compile(r'<co ts="([0-9]{4})-([0-9]{2})-([0-9]{2})T' + _T + r'(?:\.[0-9]+)?" (.*)/>')
+_EXCHANGE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T" + _T + r"(?:\.[0-9]+)?Z,(.*)")
+_EXCHANGE_EVENTS = frozenset({"+", "-", "<", ">", "*"})
 _XML_ATTR = re.compile(r'([a-z]+)="([^"]*)"')
 _PORT_SERVICE = {"25": "smtp", "465": "smtp", "587": "smtp", "143": "imap", "993": "imap"}
 _PORT_SERVICE.update({"110": "pop3", "995": "pop3", "4190": "managesieve"})
@@ -361,6 +371,11 @@ class OtherServersParser:
             year, mon, day, hh, mm, ss, msg = m.groups()
             when = self._when(year, int(mon), day, hh, mm, ss, None)
             return self._nginx(moved_to(when, out), msg, out)
+        m = _EXCHANGE.match(text)
+        if m is not None:
+            year, mon, day, hh, mm, ss, rest = m.groups()
+            when = self._when(year, int(mon), day, hh, mm, ss, "+0000")
+            return self._exchange(moved_to(when, out), rest, out)
         m = _ZIMBRA.match(text)
         if m is not None:
             year, mon, day, hh, mm, ss, fields, msg = m.groups()
@@ -423,6 +438,35 @@ class OtherServersParser:
                 succeeded=False,
                 account=f.group(1) or None,
                 service=values.get("oproto") or None,
+            )
+        )
+        return True
+
+    def _exchange(self, when: datetime, rest: str, out: list[Event]) -> bool:
+        if "535" not in rest and "AuthFailed" not in rest:
+            return False
+        try:
+            fields = next(csv.reader([rest]))
+        except (csv.Error, StopIteration):
+            raise LineError("Exchange protocol log line that is not CSV") from None
+        if len(fields) >= 7 and fields[5] in _EXCHANGE_EVENTS:  # SMTP Receive
+            if fields[5] != ">" or not fields[6].startswith("535"):
+                return False
+            local, remote, user, mech = fields[3], fields[4], None, None
+            service: str | None = "smtp"
+        elif len(fields) >= 11 and any("AuthFailed" in f for f in fields[9:]):  # IMAP4, POP3
+            local, remote, user, mech = fields[2], fields[3], fields[4], fields[9].strip()
+            service = _PORT_SERVICE.get(local.rpartition(":")[2])
+        else:
+            return False
+        out.append(
+            new_auth(
+                time=when,
+                ip=ip_or_bad(_endpoint(remote)),
+                succeeded=False,
+                account=user or None,
+                mechanism=mech.upper() if mech else None,
+                service=service,
             )
         )
         return True
@@ -703,6 +747,8 @@ class OtherServersParser:
                 out.append(pending.event())
                 return True
             ctx.add_pending((host, msgid), pending, out)
+            if len(state.messages) >= _MAX_SESSION_MESSAGES:
+                del state.messages[0]  # still waits in the join, which expires it
             state.messages.append(msgid)
         if rcpt:
             pending.add_rcpt(rcpt, ctx.max_rcpts)
@@ -916,6 +962,15 @@ class OtherServersParser:
             )
         )
         return True
+
+
+def _endpoint(text: str) -> str:
+    """Return the address of ``ip:port`` or ``[ipv6]:port`` (as is when there is no port)."""
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    if text.count(":") == 1:
+        return text.partition(":")[0]
+    return text
 
 
 def _angle(text: str) -> tuple[str | None, str | None]:
