@@ -13,11 +13,19 @@ without looking at our parser):
   user``/``pam_authenticate() failed``/``authentication failure``/``invalid
   credentials``, Exim ``authenticator failed``, Sendmail ``AUTH failure``;
 * a counted failure without a verdict line: Postfix ``disconnect ... auth=S/T`` with
-  ``S < T``, Sendmail ``possible SMTP attack: command=AUTH, count=N``.
+  ``S < T``, Sendmail ``possible SMTP attack: command=AUTH, count=N``;
+* the other servers: Courier ``LOGIN FAILED`` and a ``535`` SMTP reply, Cyrus and sieve
+  ``badlogin:``, UW-IMAP ``Login failed``/``excessive login failures``/``disabled``/
+  ``override of user=``, Roundcube ``Login failed for``/``FAILED login``/``Failed login``, perdition
+  ``status="failed``, solid-pop3d's refusals, Domino ``authentication failure using``/
+  ``Authentication failed for user``, Kerio ``Failed SMTP login``, Oracle ``Bad password``.
 
 Not selected: rejects, pipelining, ``AUTH command used when not advertised`` (no
 credentials were checked), ``no auth attempts``, ``disallowed plaintext auth``, TLS
-failures. The test reports every selected line that gave no matching event, with why.
+failures, perdition's ``Fatal Error reading authentication information`` (the client
+left mid-exchange), Courier's and Kerio's recipient/relay rejects, qmail's RBL lines (no
+authentication at all in that fixture). The test reports every selected line that gave
+no matching event, with why.
 """
 
 from __future__ import annotations
