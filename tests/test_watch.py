@@ -248,3 +248,27 @@ def test_watch_reloads_its_rules_on_sighup(sim: Path, tmp_path: Path, watches: l
     first_after = datetime.fromisoformat(lines[20000].split(b" ", 1)[0].decode())
     assert all(datetime.fromisoformat(a["time"]) >= first_after for a in alerts)
     assert {r["rule"] for a in alerts for r in a["reasons"]} == {"three-ips"}
+
+
+def test_watch_judges_open_messages_when_it_stops(tmp_path: Path, watches: list[Watch]) -> None:
+    """A message whose queue id is still open at SIGTERM is judged, not lost."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "any-message"\nwhen = "is_submission"\nscore = 100\n')
+    log = tmp_path / "mail.log"
+    log.write_bytes(
+        b"2026-03-02T10:00:00+09:00 mx postfix/submission/smtpd[7]: 4A1B2C3D4E: "
+        b"client=unknown[192.0.2.7], sasl_method=PLAIN, sasl_username=alice@example.jp\n"
+        b"2026-03-02T10:00:01+09:00 mx postfix/qmgr[8]: 4A1B2C3D4E: "
+        b"from=<alice@example.jp>, size=900, nrcpt=1 (queue active)\n"
+    )
+    state = tmp_path / "state"
+    w = Watch("--json", "--rules", str(rules), "--state", str(state), "--from-start",
+              "--snapshot-interval", "0.1", "--interval", "0.05", str(log))  # fmt: skip
+    watches.append(w)
+    _wait_caught_up(tmp_path / "state.pos", log)
+    code, out, err = w.stop()
+    assert code == 0, err
+    alerts = [json.loads(line) for line in out.splitlines()]
+    assert [(a["account"], a["reasons"][0]["rule"]) for a in alerts] == [
+        ("alice@example.jp", "any-message")
+    ]

@@ -15,8 +15,9 @@ alert. With ``--json`` each alert is one object::
     {"account", "level", "score", "time", "ip", "country",
      "reasons": [{"rule", "score", "detail"}], "log"}
 
-SIGTERM and SIGINT stop it (saving ``--state`` and the files' positions beside it, so a
-restart continues at the next unread line); SIGHUP re-reads ``--rules`` and ``--geo``.
+SIGTERM and SIGINT stop it (judging the messages still waiting for their queue id to
+finish, then saving ``--state`` and the files' positions beside it, so a restart
+continues at the next unread line); SIGHUP re-reads ``--rules`` and ``--geo``.
 Exit status 0 after a signal or the end of standard input, 2 on a usage error.
 """
 
@@ -219,10 +220,11 @@ def _run(args: argparse.Namespace) -> int:
         if snapshots and time.monotonic() >= next_snapshot:
             _save(detector, state, follower)  # type: ignore[arg-type]  # set when snapshots
             next_snapshot = time.monotonic() + args.snapshot_interval
-    if not stopping:  # standard input ended: what waits for its queue id is complete now
-        for path, parser in parsers.items():
-            for event in parser.flush():
-                alerts.consider(process(event), path)
+    # Messages still waiting for their queue id to finish are judged with what was read
+    # (the saved positions are past their lines: a restart would never see them again).
+    for path, parser in parsers.items():
+        for event in parser.flush():
+            alerts.consider(process(event), path)
     if state is not None:
         _save(detector, state, follower)
     if follower is not None:
