@@ -445,3 +445,32 @@ def test_a_journal_message_with_a_lone_surrogate_keeps_the_rest(
     assert main(["parse", str(log)]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert events[0]["account"] == "\ufffd\ufffd\ufffdbob@example.jp"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--interval", "-1", "above 0"),  # ValueError: sleep length must be non-negative
+        ("--interval", "0", "above 0"),  # polled in a busy loop
+        ("--interval", "nan", "above 0"),
+        ("--snapshot-interval", "-5", "0 or more"),
+        ("--realert", "inf", "0 or more"),
+    ],
+)
+def test_watch_refuses_nonsense_intervals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, says: str
+) -> None:
+    log = tmp_path / "maillog"
+    log.write_text("")
+    with pytest.raises(SystemExit) as stop:
+        main(["watch", f"{option}={value}", str(log)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: must be a number of seconds {says}, not '{value}'" in err
+
+
+@pytest.mark.parametrize("option", ["--request-timeout", "--idle-timeout"])
+def test_serve_refuses_a_nan_timeout(option: str) -> None:
+    # NaN compared false with everything: the slow-client protection was silently off.
+    run = _cli("serve", "postfix", "--listen", "127.0.0.1:0", option, "nan")
+    _one_line_error(run, "serve: error: timeouts must be positive")

@@ -99,7 +99,7 @@ class Limits:
     def __post_init__(self) -> None:
         if self.max_connections < 1 or self.max_request_bytes < 256:
             raise ConfigurationError("max_connections >= 1 and max_request_bytes >= 256")
-        if self.request_timeout <= 0 or self.idle_timeout <= 0:
+        if not (self.request_timeout > 0 and self.idle_timeout > 0):  # NaN too
             raise ConfigurationError("timeouts must be positive")
 
 
