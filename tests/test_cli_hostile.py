@@ -474,3 +474,20 @@ def test_serve_refuses_a_nan_timeout(option: str) -> None:
     # NaN compared false with everything: the slow-client protection was silently off.
     run = _cli("serve", "postfix", "--listen", "127.0.0.1:0", option, "nan")
     _one_line_error(run, "serve: error: timeouts must be positive")
+
+
+def test_an_empty_postfix_sasl_username_is_no_login(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Dovecot's user=<> and Postfix's other SASL lines already meant "no account"; the
+    # client= line made an account named "" that every such message was counted in.
+    log = tmp_path / "maillog"
+    log.write_text(
+        "Nov  3 10:15:32 mx postfix/smtpd[1]: 4104E3D: client=a.example[192.0.2.1], "
+        "sasl_method=PLAIN, sasl_username=\n"
+        "Nov  3 10:15:33 mx dovecot: imap-login: Login: user=<>, method=PLAIN, "
+        "rip=192.0.2.1, lip=10.0.0.1\n"
+    )
+    assert main(["parse", "--year", "2026", str(log)]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e.get("account") for e in events] == [None]

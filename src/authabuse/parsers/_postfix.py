@@ -217,8 +217,8 @@ class PostfixParser:
             if m is None:
                 raise LineError("client= field without host[address]")
             ip_text, mechanism, account = m.groups()
-            if account is None:
-                return False  # not an authenticated submission
+            if not account:  # no (or an empty) sasl_username=: not an authenticated submission
+                return False
             ip = ip_or_bad(ip_text)
             if not qid.isalnum():
                 raise LineError(f"bad queue id {qid[:40]!r}")
