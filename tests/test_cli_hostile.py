@@ -491,3 +491,20 @@ def test_an_empty_postfix_sasl_username_is_no_login(
     assert main(["parse", "--year", "2026", str(log)]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e.get("account") for e in events] == [None]
+
+
+def test_rules_file_errors_say_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "site.toml"
+    rule = '[[rule]]\nname = "{name}"\nwhen = "{when}"\nscore = 10\n\n'
+    rules.write_text(
+        "[defaults]\ninclude = true\n\n"
+        + rule.format(name="fast", when="ips_1h >= 3")
+        + rule.format(name="fast", when="ips_1h >= 4")
+    )
+    assert main(["scan", "--rules", str(rules), str(EXAMPLE)]) == 2
+    err = capsys.readouterr().err
+    assert f"{rules}:9: two rules are named 'fast' (the first at line 4)" in err
+    rules.write_text(rule.format(name="two-hours", when="ips_2h >= 3"))
+    assert main(["scan", "--rules", str(rules), str(EXAMPLE)]) == 2
+    err = capsys.readouterr().err
+    assert "rule 'two-hours' reads 'ips_2h' but the detector's windows are 1h and 24h" in err

@@ -1130,12 +1130,14 @@ class Detector:
         if not isinstance(rules, RuleSet):
             raise ConfigurationError("rules must be a RuleSet (see authabuse.rules)")
         short, long = self.config.labels
-        for name in rules.reads:
-            _stem, label = split_feature(name)
-            if label is not None and label not in (short, long):
-                raise ConfigurationError(
-                    f"a rule reads {name!r} but the detector's windows are {short} and {long}"
-                )
+        for rule in rules.rules:  # name the rule: a rules file may hold dozens
+            for name in sorted(rule.when.reads):
+                _stem, label = split_feature(name)
+                if label is not None and label not in (short, long):
+                    raise ConfigurationError(
+                        f"rule {rule.name!r} reads {name!r} but the detector's windows are "
+                        f"{short} and {long}"
+                    )
 
     def _install_rules(self, rules: RuleSet) -> None:
         """Compile ``rules`` into this detector (everything derived from them, at once)."""

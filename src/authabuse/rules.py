@@ -1242,12 +1242,7 @@ def load_rules(path: str | Path, *, text: str | None = None) -> RuleSet:
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list):
         raise ConfigurationError(f"{path}: 'rule' must be an array of tables: use [[rule]]")
-    starts = [i + 1 for i, ln in enumerate(lines) if re.match(r"\s*\[\[\s*rule\s*\]\]", ln)]
-    rules: list[Rule] = []
-    for idx, item in enumerate(raw_rules):
-        start = starts[idx] if idx < len(starts) else 1
-        end = starts[idx + 1] if idx + 1 < len(starts) else len(lines) + 1
-        rules.append(_load_rule(path, lines, item, start, end))
+    rules = _load_rule_tables(path, lines, raw_rules)
     if include:
         mine = {r.name for r in rules}
         rules = [r for r in default_rules().rules if r.name not in mine] + rules
@@ -1259,6 +1254,25 @@ def load_rules(path: str | Path, *, text: str | None = None) -> RuleSet:
         return RuleSet(tuple(rules), policy, allow)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{path}: {exc}") from None
+
+
+def _load_rule_tables(path: Path, lines: list[str], raw_rules: list[Any]) -> list[Rule]:
+    """Load the ``[[rule]]`` tables; a second rule of the same name names both lines."""
+    starts = [i + 1 for i, ln in enumerate(lines) if re.match(r"\s*\[\[\s*rule\s*\]\]", ln)]
+    rules: list[Rule] = []
+    first_at: dict[str, int] = {}
+    for idx, item in enumerate(raw_rules):
+        start = starts[idx] if idx < len(starts) else 1
+        end = starts[idx + 1] if idx + 1 < len(starts) else len(lines) + 1
+        rule = _load_rule(path, lines, item, start, end)
+        if rule.name in first_at:
+            raise ConfigurationError(
+                f"{path}:{start}: two rules are named {rule.name!r} "
+                f"(the first at line {first_at[rule.name]})"
+            )
+        first_at[rule.name] = start
+        rules.append(rule)
+    return rules
 
 
 def _read_text(path: Path) -> str:
