@@ -508,3 +508,19 @@ def test_rules_file_errors_say_where(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["scan", "--rules", str(rules), str(EXAMPLE)]) == 2
     err = capsys.readouterr().err
     assert "rule 'two-hours' reads 'ips_2h' but the detector's windows are 1h and 24h" in err
+
+
+def test_rotated_logs_newest_first_are_said_to_be_out_of_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = EXAMPLE.read_text().splitlines(keepends=True)
+    older = tmp_path / "maillog.1.gz"
+    older.write_bytes(gzip.compress("".join(lines).encode()))
+    newer = tmp_path / "maillog"  # the same lines a day later
+    newer.write_text("".join(line.replace("Nov 28", "Nov 29", 1) for line in lines))
+    assert "Nov 28" in lines[0]
+    assert main(["scan", "--year", "2026", str(newer), str(older)]) == 0  # newest first
+    err = capsys.readouterr().err
+    assert "events too late (skipped; name rotated logs oldest first)" in err
+    assert main(["scan", "--year", "2026", str(older), str(newer)]) == 0
+    assert "too late" not in capsys.readouterr().err

@@ -214,7 +214,7 @@ def _footer(stats: Any, detector: Any, accounts: int, flagged: int) -> str:
         "unrecognized lines": stats.unrecognized,
         "too long lines": stats.too_long,
         "events out of order (kept)": d.reordered,
-        "events too late (skipped)": d.too_late,
+        "events too late (skipped; name rotated logs oldest first)": d.too_late,
         "allowlisted events": d.allowlisted,
         "addresses the geo data cannot place": d.geo_unknown,
     }
