@@ -524,3 +524,18 @@ def test_rotated_logs_newest_first_are_said_to_be_out_of_order(
     assert "events too late (skipped; name rotated logs oldest first)" in err
     assert main(["scan", "--year", "2026", str(older), str(newer)]) == 0
     assert "too late" not in capsys.readouterr().err
+
+
+def test_a_corrupt_mmdb_that_still_opens_is_reported(tmp_path: Path) -> None:
+    pytest.importorskip("maxminddb", reason="the geoip2 extra reads .mmdb files")
+    good = (ROOT / "tests" / "data" / "maxmind" / "GeoLite2-Country-Test.mmdb").read_bytes()
+    meta = good.rfind(b"\xab\xcd\xefMaxMind.com")  # the metadata (kept: the file opens)
+    damaged = tmp_path / "country.mmdb"
+    damaged.write_bytes(bytes((i * 37 + 11) % 256 for i in range(meta)) + good[meta:])
+    run = _cli("geo", "--geo", str(damaged), "81.2.69.160")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "81.2.69.160\tno data\n"
+    # It used to answer "no data" for every address without a word.
+    assert f"{damaged}: corrupt MMDB database (" in run.stderr
+    assert "replace the file" in run.stderr
+    assert run.stderr.count("corrupt MMDB") == 1

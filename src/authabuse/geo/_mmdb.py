@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from datetime import UTC, datetime
@@ -11,6 +12,8 @@ from typing import Any
 
 from authabuse.errors import GeoDataError, MissingExtraError
 from authabuse.geo._base import BaseResolver, Fields
+
+log = logging.getLogger("authabuse.geo")
 
 __all__ = ["MMDBResolver"]
 
@@ -70,11 +73,12 @@ class MMDBResolver(BaseResolver):
     'GB'
     """
 
-    __slots__ = ("_current", "_lock", "path", "source")
+    __slots__ = ("_current", "_lock", "corrupt_lookups", "path", "source")
 
     def __init__(self, path: str | os.PathLike[str], *, source: str | None = None) -> None:
         self.path = Path(path)
         self.source = source or self.path.name
+        self.corrupt_lookups = 0  # lookups the database's corrupt tree or data refused
         self._lock = threading.Lock()
         self._current = self._open()
 
@@ -143,12 +147,10 @@ class MMDBResolver(BaseResolver):
         addr = IPv4Address(n) if version == 4 else IPv6Address(n)
         try:
             rec, prefix = cur.get(addr)
-        except (ValueError, TypeError, OSError) as exc:
-            # maxminddb raises InvalidDatabaseError (a RuntimeError) on corrupt data
-            # sections; the broad ValueError covers lookups it refuses.
-            del exc
-            return None, 128 if version == 6 else 32
-        except RuntimeError:
+        except (ValueError, TypeError, OSError, RuntimeError) as exc:
+            # maxminddb raises InvalidDatabaseError (a RuntimeError) on a corrupt search
+            # tree or data section; the broad ValueError covers lookups it refuses.
+            self._corrupt(exc)
             return None, 128 if version == 6 else 32
         if not isinstance(rec, dict):
             return None, prefix
@@ -167,6 +169,17 @@ class MMDBResolver(BaseResolver):
         if country is None and asn is None and lat is None:
             return None, prefix
         return (country, asn, org, lat, lon, acc, self.source), prefix
+
+    def _corrupt(self, exc: Exception) -> None:
+        """Count a lookup the database refused; say so once (it opened, but is damaged)."""
+        self.corrupt_lookups += 1
+        if self.corrupt_lookups == 1:
+            log.warning(
+                "%s: corrupt MMDB database (%s): the addresses it cannot look up are left "
+                "unplaced; replace the file",
+                self.path,
+                exc,
+            )
 
     def info(self) -> dict[str, Any]:
         """Describe the database: path, type, build date, IP version.
