@@ -539,3 +539,36 @@ def test_a_corrupt_mmdb_that_still_opens_is_reported(tmp_path: Path) -> None:
     assert f"{damaged}: corrupt MMDB database (" in run.stderr
     assert "replace the file" in run.stderr
     assert run.stderr.count("corrupt MMDB") == 1
+
+
+def test_watch_into_a_closed_pipe_saves_its_state(tmp_path: Path) -> None:
+    log = _burst_log(tmp_path / "events.jsonl", 400)  # hundreds of alerts: more than a pipe holds
+    state = tmp_path / "state"
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "authabuse",
+            "watch",
+            "--from-start",
+            "--json",
+            "--interval",
+            "0.1",
+            "--state",
+            str(state),
+            str(log),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        first = json.loads(proc.stdout.readline())  # `| head -1`
+        proc.stdout.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0, err
+    assert first["level"] in {"suspicious", "abuse"}
+    assert "Traceback" not in err
+    assert "standard output closed, stopping" in err
+    assert state.read_bytes().startswith(b'{"magic": "authabuse-detector-state"')

@@ -203,6 +203,7 @@ def _stdin_lines(stop: Any, interval: float) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from authabuse.cli._scan import _discard_stdout
     from authabuse.cli._serve import _reload
     from authabuse.errors import ConfigurationError
     from authabuse.parsers import DEFAULT_MAX_LINE, LogParser
@@ -234,17 +235,23 @@ def _run(args: argparse.Namespace) -> int:
     process = detector.process
     snapshots = state is not None and args.snapshot_interval > 0
     next_snapshot = time.monotonic() + args.snapshot_interval
-    for item in lines:
-        if reloads:
-            reloads.clear()
-            _reload(detector, args)
-        if item is not None:
-            path, lineno, line = item
-            for event in parsers[path].feed(line, lineno):
-                alerts.consider(process(event), path)
-        if snapshots and time.monotonic() >= next_snapshot:
-            _save(detector, state, follower)  # type: ignore[arg-type]  # set when snapshots
-            next_snapshot = time.monotonic() + args.snapshot_interval
+    try:
+        for item in lines:
+            if reloads:
+                reloads.clear()
+                _reload(detector, args)
+            if item is not None:
+                path, lineno, line = item
+                for event in parsers[path].feed(line, lineno):
+                    alerts.consider(process(event), path)
+            if snapshots and time.monotonic() >= next_snapshot:
+                _save(detector, state, follower)  # type: ignore[arg-type]  # set when snapshots
+                next_snapshot = time.monotonic() + args.snapshot_interval
+    except BrokenPipeError:
+        # The reader of the alerts went away (`| head -1`, a consumer that died): stop as
+        # on SIGTERM, and still save the state below (it was lost with a silent exit 0).
+        _discard_stdout()
+        print("authabuse watch: standard output closed, stopping", file=sys.stderr)
     # Messages still waiting for their queue id to finish are judged with what was read
     # (the saved positions are past their lines: a restart would never see them again).
     for path, parser in parsers.items():
