@@ -70,6 +70,17 @@ def test_bad_values_are_refused() -> None:
         Submission(time=T0, ip=parse_ip("192.0.2.1"), size=True)
     with pytest.raises(InvalidEventError, match="longer than"):
         Submission(time=T0, ip=parse_ip("192.0.2.1"), account="a" * 5000)
+    for empty in ("", " ", "\t"):  # an empty login is no account, not one named ""
+        with pytest.raises(InvalidEventError, match="account name is empty"):
+            AuthAttempt(time=T0, ip=parse_ip("192.0.2.1"), succeeded=False, account=empty)
+    assert event_from_json(
+        '{"type": "auth", "time": "2024-01-02T03:04:05Z", "ip": "192.0.2.1", "succeeded": false}'
+    ).account is None
+    with pytest.raises(InvalidEventError, match="account name is empty"):
+        event_from_json(
+            '{"type": "auth", "time": "2024-01-02T03:04:05Z", "ip": "192.0.2.1", '
+            '"succeeded": false, "account": ""}'
+        )
     with pytest.raises(InvalidEventError):
         Submission(time=T0, ip=12345)  # type: ignore[arg-type]
 
@@ -129,6 +140,7 @@ def test_time_offset_survives_round_trip() -> None:
 
 _text = st.text(st.characters(codec="utf-8"), max_size=40)
 _opt_text = st.none() | _text
+_opt_account = st.none() | _text.filter(str.strip)  # an empty name is refused (no account)
 _times = st.datetimes(
     min_value=datetime(1970, 1, 2),
     max_value=datetime(2200, 1, 1),
@@ -143,7 +155,7 @@ _ips = st.ip_addresses().map(str)
     time=_times,
     ip=_ips,
     succeeded=st.booleans(),
-    account=_opt_text,
+    account=_opt_account,
     attempts=st.integers(1, 10**6),
     mechanism=_opt_text,
     service=_opt_text,
@@ -176,7 +188,7 @@ def test_auth_round_trip(
 @given(
     time=_times,
     ip=_ips,
-    account=_opt_text,
+    account=_opt_account,
     sender=_opt_text,
     rcpts=st.lists(_text, max_size=5),
     count=st.none() | st.integers(0, 10**6),

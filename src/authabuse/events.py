@@ -126,6 +126,9 @@ def _check_account(value: object, *, required: bool) -> None:
         raise InvalidEventError(f"account must be a string, not {type(value).__name__}")
     if len(value) > _MAX_ACCOUNT:
         raise InvalidEventError(f"account name longer than {_MAX_ACCOUNT} characters")
+    if not value.strip():
+        # every empty login would otherwise count as one account ("no account" is None)
+        raise InvalidEventError("account name is empty (None means no account)")
 
 
 def _check_count(name: str, value: object, *, minimum: int) -> None:
