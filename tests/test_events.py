@@ -73,9 +73,11 @@ def test_bad_values_are_refused() -> None:
     for empty in ("", " ", "\t"):  # an empty login is no account, not one named ""
         with pytest.raises(InvalidEventError, match="account name is empty"):
             AuthAttempt(time=T0, ip=parse_ip("192.0.2.1"), succeeded=False, account=empty)
-    assert event_from_json(
+    anonymous = event_from_json(
         '{"type": "auth", "time": "2024-01-02T03:04:05Z", "ip": "192.0.2.1", "succeeded": false}'
-    ).account is None
+    )
+    assert isinstance(anonymous, AuthAttempt)
+    assert anonymous.account is None
     with pytest.raises(InvalidEventError, match="account name is empty"):
         event_from_json(
             '{"type": "auth", "time": "2024-01-02T03:04:05Z", "ip": "192.0.2.1", '
