@@ -210,6 +210,7 @@ def test_load_rules_can_extend_the_defaults(tmp_path: Path) -> None:
         ('[[rule]]\nname = "x"\nwhen = "ips_1h >= 1"\nscore = 1\n[[rule]]\nname = "x"\nwhen = "ip_in_abuse"\nscore = 1\n', r"two rules are named 'x'"),
         ('[policy]\nsuspicious = 9\nabuse = 3\n[[rule]]\nname = "x"\nwhen = "ip_in_abuse"\nscore = 1\n', r"rules.toml:1: policy needs 0 < suspicious <= abuse"),
         ('[policy]\nwarn = 3\n', r"rules.toml:2: unknown policy key 'warn'"),
+        ('[[rule]]\nname = "x"\nwhen = "network_usual >= 3"\nscore = 1\n', r"rules.toml:3: rule 'x': 'network_usual' is a yes/no feature"),
         ('[rules]\nx = 1\n', r"rules.toml:1: unknown section 'rules'"),
         ('[[rule]]\nname = "x"\nwhen = "ip_in_abuse"\nscore = 1\n[allow]\nnetworks = ["300.1.2.0/24"]\n', r"rules.toml:5: allow: not a network"),
         ('[[rule]]\nname = "x"\nwhen = "ip_in_abuse"\nscore = 1\n[allow]\nasns = ["ASX"]\n', r"rules.toml:5: allow: not an AS number"),

@@ -283,6 +283,11 @@ class Compare(Condition):
             )
         if not math.isfinite(self.value):
             raise ConfigurationError(f"{self.feature} is compared with a non-finite number")
+        if self.feature in FLAG_FEATURES:
+            raise ConfigurationError(
+                f"{self.feature!r} is a yes/no feature: use it as a condition "
+                f"('{self.feature}' or 'not {self.feature}'), not compared with a number"
+            )
         split_feature(self.feature)
 
     @property
