@@ -205,22 +205,12 @@ def _stdin_lines(stop: Any, interval: float) -> Any:
 def _run(args: argparse.Namespace) -> int:
     from authabuse.cli._scan import _discard_stdout
     from authabuse.cli._serve import _reload
-    from authabuse.errors import ConfigurationError
-    from authabuse.parsers import DEFAULT_MAX_LINE, LogParser
     from authabuse.rules import Level
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if "-" in args.logs and len(args.logs) > 1:
-        raise ConfigurationError("watch reads standard input ('-') on its own, not with files")
-    if len(set(args.logs)) != len(args.logs):
-        raise ConfigurationError("a log is named twice")
-    max_line = args.max_line if args.max_line is not None else DEFAULT_MAX_LINE
-    parsers = {
-        path: LogParser(args.format, year=args.year, tz=args.tz, max_line=max_line, source=path)
-        for path in args.logs
-    }
+    parsers, max_line = _parsers(args)
     detector, state, positions = _detector(args)
     alerts = _Alerts(
         sys.stdout, min_level=Level.parse(args.min_level), realert=args.realert, as_json=args.json
@@ -230,23 +220,34 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     signal.signal(signal.SIGINT, lambda signum, _frame: stopping.append(signum))
     signal.signal(signal.SIGHUP, lambda signum, _frame: reloads.append(signum))
-    follower, lines = _inputs(args, parsers, positions, max_line, lambda: bool(stopping))
+    follower = _follower(args, parsers, positions, max_line)
     print(f"authabuse watch: following {', '.join(args.logs)}", file=sys.stderr, flush=True)
     process = detector.process
     snapshots = state is not None and args.snapshot_interval > 0
     next_snapshot = time.monotonic() + args.snapshot_interval
+
+    def housekeeping() -> None:
+        """Between two lines, or while none comes: a reload asked for, a snapshot due."""
+        nonlocal next_snapshot
+        if reloads:
+            reloads.clear()
+            _reload(detector, args)
+        if snapshots and time.monotonic() >= next_snapshot:
+            _save(detector, state, follower)  # type: ignore[arg-type]  # set when snapshots
+            next_snapshot = time.monotonic() + args.snapshot_interval
+
+    stop = lambda: bool(stopping)  # noqa: E731 - read by the loops below
+    if follower is not None:
+        lines: Any = follower.follow(interval=args.interval, stop=stop, on_idle=housekeeping)
+    else:
+        lines = _stdin_lines(stop, args.interval)
     try:
         for item in lines:
-            if reloads:
-                reloads.clear()
-                _reload(detector, args)
-            if item is not None:
+            if item is not None:  # standard input gives None when idle
                 path, lineno, line = item
                 for event in parsers[path].feed(line, lineno):
                     alerts.consider(process(event), path)
-            if snapshots and time.monotonic() >= next_snapshot:
-                _save(detector, state, follower)  # type: ignore[arg-type]  # set when snapshots
-                next_snapshot = time.monotonic() + args.snapshot_interval
+            housekeeping()
     except BrokenPipeError:
         # The reader of the alerts went away (`| head -1`, a consumer that died): stop as
         # on SIGTERM, and still save the state below (it was lost with a silent exit 0).
@@ -261,39 +262,57 @@ def _run(args: argparse.Namespace) -> int:
         _save(detector, state, follower)
     if follower is not None:
         follower.close()
-    stats = [p.stats for p in parsers.values()]
-    skipped = sum(s.malformed + s.unrecognized + s.too_long for s in stats)
-    print(
-        f"watch: {sum(s.lines for s in stats)} lines, "
-        f"{sum(sum(s.events.values()) for s in stats)} events "
-        f"({detector.stats.events} judged), {alerts.sent} alerts; "
-        f"{skipped} line{'' if skipped == 1 else 's'} skipped as "
-        "malformed, unrecognized or too long",
-        file=sys.stderr,
-    )
+    print(_footer(parsers, detector, alerts.sent), file=sys.stderr)
     return 0
 
 
-def _inputs(
+def _footer(parsers: dict[str, Any], detector: Any, sent: int) -> str:
+    stats = [p.stats for p in parsers.values()]
+    skipped = sum(s.malformed + s.unrecognized + s.too_long for s in stats)
+    return (
+        f"watch: {sum(s.lines for s in stats)} lines, "
+        f"{sum(sum(s.events.values()) for s in stats)} events "
+        f"({detector.stats.events} judged), {sent} alerts; "
+        f"{skipped} line{'' if skipped == 1 else 's'} skipped as "
+        "malformed, unrecognized or too long"
+    )
+
+
+def _parsers(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    """Check the logs named; return a parser per log, and the longest line read."""
+    from authabuse.errors import ConfigurationError
+    from authabuse.parsers import DEFAULT_MAX_LINE, LogParser
+
+    if "-" in args.logs and len(args.logs) > 1:
+        raise ConfigurationError("watch reads standard input ('-') on its own, not with files")
+    if len(set(args.logs)) != len(args.logs):
+        raise ConfigurationError("a log is named twice")
+    max_line = args.max_line if args.max_line is not None else DEFAULT_MAX_LINE
+    parsers = {
+        path: LogParser(args.format, year=args.year, tz=args.tz, max_line=max_line, source=path)
+        for path in args.logs
+    }
+    return parsers, max_line
+
+
+def _follower(
     args: argparse.Namespace,
     parsers: dict[str, Any],
     positions: dict[str, tuple[int, int]],
     max_line: int,
-    stop: Any,
-) -> tuple[Any, Any]:
-    """Return the follower (None for standard input) and the stream of its lines."""
+) -> Any:
+    """Return the follower of the files (None when standard input is read)."""
     if args.logs == ["-"]:
-        return None, _stdin_lines(stop, args.interval)
+        return None
     from authabuse.parsers import Follower
 
-    follower = Follower(
+    return Follower(
         args.logs,
         from_start=args.from_start,
         positions=positions,
         max_line=max_line,
         on_too_long=lambda path, lineno: parsers[path].too_long(lineno),
     )
-    return follower, _file_lines(follower, stop, args.interval)
 
 
 def _detector(args: argparse.Namespace) -> tuple[Any, Path | None, dict[str, tuple[int, int]]]:
@@ -311,20 +330,6 @@ def _detector(args: argparse.Namespace) -> tuple[Any, Path | None, dict[str, tup
         pos = Path(f"{state}.pos")
         return detector, state, _read_positions(pos) if pos.exists() else {}
     return Detector(rules=rules, geo=geo), state, {}
-
-
-def _file_lines(follower: Any, stop: Any, interval: float) -> Any:
-    """Follow the files; ``None`` after each idle wait (time to save a snapshot)."""
-    while not stop():
-        got = False
-        for item in follower.poll():
-            got = True
-            yield item
-            if stop():
-                return
-        if not got:
-            time.sleep(interval)
-            yield None
 
 
 def _save(detector: Any, state: Path, follower: Any) -> None:

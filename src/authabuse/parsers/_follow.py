@@ -89,9 +89,17 @@ class Follower:
             yield from self._poll_one(t, first)
 
     def follow(
-        self, *, interval: float = 1.0, stop: Callable[[], bool] | None = None
+        self,
+        *,
+        interval: float = 1.0,
+        stop: Callable[[], bool] | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> Iterator[tuple[str, int, bytes]]:
-        """Poll forever (every ``interval`` seconds when idle), or until ``stop()`` is true."""
+        """Poll forever (every ``interval`` seconds when idle), or until ``stop()`` is true.
+
+        ``on_idle()`` is called after each idle wait: a place for housekeeping (saving
+        state, reloading configuration) while no line comes.
+        """
         while stop is None or not stop():
             got = False
             for item in self.poll():
@@ -101,6 +109,8 @@ class Follower:
                     return
             if not got:
                 time.sleep(interval)
+                if on_idle is not None:
+                    on_idle()
 
     # ---------------------------------------------------------------- internals
 
