@@ -209,6 +209,9 @@ def test_watch_refuses_bad_usage(tmp_path: Path) -> None:
     twice = _cli("watch", str(tmp_path / "x.log"), str(tmp_path / "x.log"))
     assert twice.returncode == 2
     assert "named twice" in twice.stderr
+    gz = _cli("watch", str(tmp_path / "mail.log.1.gz"))
+    assert gz.returncode == 2
+    assert "a compressed log does not grow" in gz.stderr
 
 
 def test_follower_follow_until_stopped(tmp_path: Path) -> None:

@@ -287,6 +287,12 @@ def _parsers(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         raise ConfigurationError("watch reads standard input ('-') on its own, not with files")
     if len(set(args.logs)) != len(args.logs):
         raise ConfigurationError("a log is named twice")
+    done = [p for p in args.logs if p.endswith(".gz")]
+    if done:
+        raise ConfigurationError(
+            f"{done[0]}: a compressed log does not grow; read it with "
+            "'authabuse scan --state FILE' first, then watch the live log with the same --state"
+        )
     max_line = args.max_line if args.max_line is not None else DEFAULT_MAX_LINE
     parsers = {
         path: LogParser(args.format, year=args.year, tz=args.tz, max_line=max_line, source=path)
