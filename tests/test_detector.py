@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from authabuse.detector import STATE_VERSION, Detector, DetectorConfig, _unpack
 from authabuse.errors import ConfigurationError, CorruptDataError, IncompatibleError
-from authabuse.events import AuthAttempt, Delivery, Event, Submission
+from authabuse.events import AuthAttempt, Delivery, Event, Submission, parse_ip
 from authabuse.rules import Allowlist, Condition, F, Level, Rule, RuleSet, default_rules
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -843,3 +843,26 @@ def test_recipient_domains_are_kept_only_when_a_rule_reads_them() -> None:
     v = det.process(e)
     assert v.features["rcpt_domains_24h"] == 2
     assert [f.rule for f in v.findings] == ["many-domains"]
+
+
+def test_a_feature_tested_twice_is_explained_once_with_both_limits() -> None:
+    from authabuse.rules import load_rules
+
+    rules = load_rules(
+        "twice.toml",
+        text='[[rule]]\nname = "t"\nwhen = "ips_1h >= 50 or ips_1h >= 2"\nscore = 100\n',
+    )
+    det = Detector(rules=rules, geo=None)
+    t0 = datetime(2024, 5, 1, tzinfo=UTC)
+    v = None
+    for i in range(3):
+        v = det.process(
+            Submission(time=t0 + timedelta(minutes=i), ip=parse_ip(f"192.0.2.{i + 1}"),
+                       account="a@example.jp")
+        )  # fmt: skip
+    assert v is not None
+    (finding,) = v.findings
+    assert "ips_1h=3 (not >= 50; limit >= 2)" in finding.detail
+    assert finding.detail.count("ips_1h=") == 1
+    limits = finding.evidence["features"]["ips_1h"]
+    assert (limits["op"], limits["limit"], limits["also"]) == (">=", 50, [{"op": ">=", "limit": 2}])

@@ -2145,13 +2145,23 @@ def _render(
     """Render a finding's detail and evidence from what ``Detector._finding`` fixed."""
     parts: list[str] = []
     limits: dict[str, Any] = {}
+    shown: dict[str, int] = {}  # feature -> its place in parts (a rule may test it twice)
     for atom in atoms:
         if isinstance(atom, Compare):
             value = view[atom.feature]
             # A condition that does not hold (the other side of an ``|``, or one under
             # ``~``) is shown as such, so no one reads it as a reason that was met.
             held = "limit" if atom.evaluate(view) else "not"
-            parts.append(f"{atom.feature}={_fmt(value)} ({held} {atom.op} {_fmt(atom.value)})")
+            test = f"{held} {atom.op} {_fmt(atom.value)}"
+            at = shown.get(atom.feature)
+            if at is not None:  # one feature, one value: its limits side by side
+                parts[at] = f"{parts[at][:-1]}; {test})"
+                limits[atom.feature].setdefault("also", []).append(
+                    {"op": atom.op, "limit": atom.value}
+                )
+                continue
+            shown[atom.feature] = len(parts)
+            parts.append(f"{atom.feature}={_fmt(value)} ({test})")
             limits[atom.feature] = {"value": value, "op": atom.op, "limit": atom.value}
         else:
             name = getattr(atom, "feature", "")
