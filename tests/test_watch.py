@@ -275,3 +275,31 @@ def test_watch_judges_open_messages_when_it_stops(tmp_path: Path, watches: list[
     assert [(a["account"], a["reasons"][0]["rule"]) for a in alerts] == [
         ("alice@example.jp", "any-message")
     ]
+
+
+def test_watch_drops_an_over_long_line_on_standard_input_as_it_streams(sim: Path) -> None:
+    """A 64 MB line without end on standard input is counted and dropped, never held whole."""
+    lines = (sim / "maillog").read_bytes().splitlines(keepends=True)
+    data = b"x" * (64 << 20) + b"\n" + b"".join(lines[:2000])
+    # an intermediate interpreter whose only child is watch reports that child's peak RSS
+    measure = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], stdin=sys.stdin, stderr=subprocess.PIPE)\n"
+        "sys.stderr.buffer.write(done.stderr)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "sys.exit(done.returncode)\n"
+    )
+    cmd = [sys.executable, "-m", "authabuse", "watch", "--max-line", "1000", *_geo(sim), "-"]
+    done = subprocess.run(
+        [sys.executable, "-c", measure, *cmd],
+        input=data,
+        capture_output=True,
+        check=False,
+        timeout=300,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert _lines_read(err) == 2001
+    assert "1 line skipped" in err
+    peak_kib = int(done.stdout.split()[-1])
+    assert peak_kib < 100 << 10  # holding the 64 MiB line took 163 MiB; streamed, about 50

@@ -180,11 +180,16 @@ class _Alerts:
         )
 
 
-def _stdin_lines(stop: Any, interval: float) -> Any:
-    """Yield ``("-", n, line)`` from standard input as lines arrive, until EOF or ``stop()``."""
+def _stdin_lines(stop: Any, interval: float, max_line: int, on_too_long: Any) -> Any:
+    """Yield ``("-", n, line)`` from standard input as lines arrive, until EOF or ``stop()``.
+
+    Lines are cut as a followed file's are (an over-long one is reported and dropped as it
+    streams in); ``None`` is yielded after each idle wait.
+    """
+    from authabuse.parsers._follow import _Tail
+
     fd = sys.stdin.buffer.fileno()
-    partial = b""
-    n = 0
+    tail = _Tail("-")
     while not stop():
         ready, _, _ = select.select([fd], [], [], interval)
         if not ready:
@@ -193,13 +198,9 @@ def _stdin_lines(stop: Any, interval: float) -> Any:
         data = os.read(fd, 1 << 16)
         if not data:
             break
-        partial += data
-        *lines, partial = partial.split(b"\n")
-        for line in lines:
-            n += 1
-            yield "-", n, line + b"\n"
-    if partial and not stop():
-        yield "-", n + 1, partial
+        yield from tail.cut(data, max_line, on_too_long)
+    if tail.partial and not stop():  # a last line without its newline
+        yield "-", tail.lineno + 1, bytes(tail.partial)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -240,7 +241,7 @@ def _run(args: argparse.Namespace) -> int:
     if follower is not None:
         lines: Any = follower.follow(interval=args.interval, stop=stop, on_idle=housekeeping)
     else:
-        lines = _stdin_lines(stop, args.interval)
+        lines = _stdin_lines(stop, args.interval, max_line, lambda _p, n: parsers["-"].too_long(n))
     try:
         for item in lines:
             if item is not None:  # standard input gives None when idle

@@ -25,6 +25,54 @@ class _Tail:
     skipping: bool = False  # inside a line longer than max_line: drop to its newline
     lineno: int = 0
 
+    def cut(
+        self,
+        data: bytes,
+        limit: int = DEFAULT_MAX_LINE,
+        on_too_long: Callable[[str, int], None] | None = None,
+    ) -> Iterator[tuple[str, int, bytes]]:
+        """Yield the complete lines ``data`` ends; keep an unfinished one for later.
+
+        A line longer than ``limit`` bytes is never held whole: ``on_too_long(path,
+        lineno)`` is called and the rest of it is dropped as it arrives.
+        """
+        start = 0
+        while True:
+            nl = data.find(b"\n", start)
+            if nl < 0:
+                rest = data[start:]
+                if self.skipping:
+                    self.pos += len(rest)
+                elif len(self.partial) + len(rest) > limit:
+                    self.lineno += 1
+                    if on_too_long is not None:
+                        on_too_long(self.path, self.lineno)
+                    self.pos += len(self.partial) + len(rest)
+                    self.partial.clear()
+                    self.skipping = True
+                else:
+                    self.partial += rest
+                return
+            piece = data[start : nl + 1]
+            start = nl + 1
+            if self.skipping:  # the end of an over-long line
+                self.pos += len(piece)
+                self.skipping = False
+                continue
+            if self.partial:
+                self.partial += piece
+                line = bytes(self.partial)
+                self.partial.clear()
+            else:
+                line = piece
+            self.lineno += 1
+            self.pos += len(line)
+            if len(line) > limit + 1:
+                if on_too_long is not None:
+                    on_too_long(self.path, self.lineno)
+                continue
+            yield self.path, self.lineno, line
+
 
 class Follower:
     r"""Hand out the complete lines appended to log files, across rotation and truncation.
@@ -140,7 +188,7 @@ class Follower:
             assert t.fh is not None  # noqa: S101 - opened above
             data = t.fh.read(_CHUNK)
             if data:
-                yield from self._lines(t, data)
+                yield from t.cut(data, self._max_line, self._on_too_long)
                 continue
             # at the end: has the name moved on to a new file, or was this one truncated?
             try:
@@ -160,42 +208,3 @@ class Follower:
                 t.skipping = False
                 continue
             return
-
-    def _lines(self, t: _Tail, data: bytes) -> Iterator[tuple[str, int, bytes]]:
-        start = 0
-        limit = self._max_line
-        while True:
-            nl = data.find(b"\n", start)
-            if nl < 0:
-                rest = data[start:]
-                if t.skipping:
-                    t.pos += len(rest)
-                elif len(t.partial) + len(rest) > limit:
-                    t.lineno += 1
-                    if self._on_too_long is not None:
-                        self._on_too_long(t.path, t.lineno)
-                    t.pos += len(t.partial) + len(rest)
-                    t.partial.clear()
-                    t.skipping = True
-                else:
-                    t.partial += rest
-                return
-            piece = data[start : nl + 1]
-            start = nl + 1
-            if t.skipping:  # the end of an over-long line
-                t.pos += len(piece)
-                t.skipping = False
-                continue
-            if t.partial:
-                t.partial += piece
-                line = bytes(t.partial)
-                t.partial.clear()
-            else:
-                line = piece
-            t.lineno += 1
-            t.pos += len(line)
-            if len(line) > limit + 1:
-                if self._on_too_long is not None:
-                    self._on_too_long(t.path, t.lineno)
-                continue
-            yield t.path, t.lineno, line
