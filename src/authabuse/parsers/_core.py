@@ -521,38 +521,8 @@ class LogParser:
         first = text[:1]
         if first.isdigit():
             m = _SHORT_UNIX.match(text)
-            if m is None:
-                return None
-            seconds, fraction, host, prog, pid, msg = m.groups()
-            handler = self._handler(prog)
-            if handler is None:
-                return False
-            try:
-                when = datetime.fromtimestamp(int(seconds), UTC)
-            except (OverflowError, OSError, ValueError):
-                raise LineError(f"time stamp out of range: {seconds}") from None
-            when += timedelta(microseconds=int(fraction[:6].ljust(6, "0")))
         elif "A" <= first <= "Z":
-            m = _SHORT_PRECISE.match(text)
-            if m is not None:
-                stamp, fraction, host, prog, pid, msg = m.groups()
-                handler = self._handler(prog)
-                if handler is None:
-                    return False
-                try:
-                    when = self.clock.bsd(stamp)
-                except ValueError:
-                    raise LineError(f"bad time stamp {stamp!r}") from None
-                when += timedelta(microseconds=int(fraction[:6].ljust(6, "0")))
-            else:
-                m = _SHORT_FULL.match(text)
-                if m is None:
-                    return None
-                local, zone, host, prog, pid, msg = m.groups()
-                handler = self._handler(prog)
-                if handler is None:
-                    return False
-                when = self._zoned(local, zone)
+            m = _SHORT_PRECISE.match(text) or _SHORT_FULL.match(text)
         else:
             if first == "[" and _MONOTONIC.match(text):
                 raise LineError(
@@ -560,6 +530,22 @@ class LogParser:
                     "time: use -o short-iso-precise or -o json"
                 )
             return None
+        if m is None:
+            return None
+        stamp, extra, host, prog, pid, msg = m.groups()  # extra: fraction or zone
+        handler = self._handler(prog)
+        if handler is None:  # a program no parser reads: its stamp does not matter
+            return False
+        if m.re is _SHORT_UNIX:  # seconds since 1970, fraction
+            when = _epoch(int(stamp), _micros(extra), f"time stamp out of range: {stamp}")
+        elif m.re is _SHORT_PRECISE:  # syslog stamp, fraction
+            try:
+                when = self.clock.bsd(stamp)
+            except ValueError:
+                raise LineError(f"bad time stamp {stamp!r}") from None
+            when += timedelta(microseconds=_micros(extra))
+        else:  # local time, zone name or offset
+            when = self._zoned(stamp, extra)
         self._moved_to(when, out)
         return handler(when, host, prog, pid, msg, out)
 
@@ -629,12 +615,10 @@ class LogParser:
         stamp = entry["__REALTIME_TIMESTAMP"]
         if not (isinstance(stamp, str) and stamp.isdigit() and stamp.isascii() and len(stamp) < 19):
             raise LineError(f"journal entry with a bad __REALTIME_TIMESTAMP: {str(stamp)[:40]!r}")
-        micros = int(stamp)
-        try:
-            when = datetime.fromtimestamp(micros // 1_000_000, UTC)
-        except (OverflowError, OSError, ValueError):
-            raise LineError(f"journal entry's __REALTIME_TIMESTAMP out of range: {stamp}") from None
-        when += timedelta(microseconds=micros % 1_000_000)
+        seconds, micros = divmod(int(stamp), 1_000_000)
+        when = _epoch(
+            seconds, micros, f"journal entry's __REALTIME_TIMESTAMP out of range: {stamp}"
+        )
         raw = entry.get("MESSAGE")
         msg = _journal_text(raw)
         if isinstance(raw, list) and msg is not None and "\ufffd" in msg:
@@ -687,6 +671,19 @@ class LogParser:
         if self.strict:
             raise ParseError(reason, source=self.source, lineno=lineno, line=redact(text)[:500])
         self.stats.note(kind, self.source, lineno, reason)
+
+
+def _micros(fraction: str) -> int:
+    """Return the microseconds of a stamp's decimal fraction of a second (digits only)."""
+    return int(fraction[:6].ljust(6, "0"))
+
+
+def _epoch(seconds: int, micros: int, problem: str) -> datetime:
+    """Return seconds and microseconds since 1970 as a UTC time; ``problem`` if out of range."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=micros)
+    except (OverflowError, OSError, ValueError):
+        raise LineError(problem) from None
 
 
 def _journal_text(value: object) -> str | None:
