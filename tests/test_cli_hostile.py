@@ -469,11 +469,36 @@ def test_watch_refuses_nonsense_intervals(
     assert f"argument {option}: must be a number of seconds {says}, not '{value}'" in err
 
 
-@pytest.mark.parametrize("option", ["--request-timeout", "--idle-timeout"])
-def test_serve_refuses_a_nan_timeout(option: str) -> None:
-    # NaN compared false with everything: the slow-client protection was silently off.
-    run = _cli("serve", "postfix", "--listen", "127.0.0.1:0", option, "nan")
-    _one_line_error(run, "serve: error: timeouts must be positive")
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        # NaN compared false with everything: the slow-client protection was silently off.
+        ("--request-timeout", "nan", "above 0"),
+        ("--idle-timeout", "nan", "above 0"),
+        ("--idle-timeout", "-1", "above 0"),
+        # Each Redis call bounded by NaN or -1 seconds: redis-py refused it on the first
+        # call, long after start, and every request then fell back to local state.
+        ("--store-timeout", "nan", "above 0"),
+        ("--store-timeout", "-1", "above 0"),
+        ("--store-timeout", "0", "above 0"),
+        ("--snapshot-interval", "inf", "0 or more"),
+    ],
+)
+def test_serve_refuses_nonsense_timeouts(option: str, value: str, says: str) -> None:
+    run = _cli("serve", "postfix", "--listen", "127.0.0.1:0", option, value)
+    _one_line_error(run, f"argument {option}: must be a number of seconds {says}, not '{value}'")
+
+
+@pytest.mark.parametrize("value", [float("nan"), -1.0, 0.0, float("inf")])
+def test_redis_store_refuses_nonsense_timeouts(value: float) -> None:
+    pytest.importorskip("redis", reason="the redis extra is not installed")
+    from authabuse.errors import ConfigurationError
+    from authabuse.redis_store import RedisStore
+
+    with pytest.raises(ConfigurationError, match="socket_timeout must be a positive number"):
+        RedisStore("redis://127.0.0.1:1/0", socket_timeout=value)
+    with pytest.raises(ConfigurationError, match="retry_interval must be a positive number"):
+        RedisStore("redis://127.0.0.1:1/0", retry_interval=value)
 
 
 def test_an_empty_postfix_sasl_username_is_no_login(

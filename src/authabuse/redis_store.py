@@ -271,6 +271,11 @@ class RedisStore:
         retry_interval: float = 5.0,
         fallback_max_keys: int = 1_000_000,
     ) -> None:
+        for name, value in (("socket_timeout", socket_timeout), ("retry_interval", retry_interval)):
+            if not isinstance(value, int | float) or not (0 < value < math.inf):  # NaN too
+                raise ConfigurationError(
+                    f"{name} must be a positive number of seconds, not {value!r}"
+                )
         if client is None:
             try:
                 import redis

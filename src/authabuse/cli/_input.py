@@ -11,11 +11,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from authabuse.events import Event
@@ -26,6 +27,7 @@ __all__ = [
     "add_input_arguments",
     "check_writable",
     "events_from_args",
+    "seconds",
 ]
 
 _FORMATS = ("auto", "postfix", "dovecot", "exim", "sendmail", "jsonl")
@@ -145,3 +147,27 @@ def check_writable(path: str | os.PathLike[str], what: str) -> Path:
     os.close(fd)
     os.unlink(tmp)
     return target
+
+
+def seconds(*, zero: bool) -> Any:
+    """Return an argparse type: finite seconds, above 0 (or at least 0 if ``zero``).
+
+    >>> seconds(zero=False)("0.5")
+    0.5
+    >>> seconds(zero=False)("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a number of seconds above 0, not '0'
+    """
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            floor = "0 or more" if zero else "above 0"
+            raise argparse.ArgumentTypeError(f"must be a number of seconds {floor}, not {text!r}")
+        return value
+
+    return parse

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from authabuse.cli._input import add_detection_arguments, check_writable
+from authabuse.cli._input import add_detection_arguments, check_writable, seconds
 
 __all__ = ["register"]
 
@@ -121,7 +121,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--store-timeout",
-        type=float,
+        type=seconds(zero=False),
         default=0.25,
         metavar="SECONDS",
         help="bound on each Redis call; past it the server answers from local state (default 0.25)",
@@ -129,7 +129,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state", metavar="FILE", help="detector state snapshot file")
     p.add_argument(
         "--snapshot-interval",
-        type=float,
+        type=seconds(zero=True),
         default=300.0,
         metavar="SECONDS",
         help="save --state this often (default 300; 0: only at shutdown)",
@@ -142,10 +142,10 @@ def _common(p: argparse.ArgumentParser) -> None:
         "letting the request through",
     )
     p.add_argument("--max-connections", type=int, default=1000, metavar="N")
-    p.add_argument("--request-timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--request-timeout", type=seconds(zero=False), default=10.0, metavar="SECONDS")
     p.add_argument(
         "--idle-timeout",
-        type=float,
+        type=seconds(zero=False),
         default=None,
         metavar="SECONDS",
         help="close kept-alive connections idle this long (postfix 330, dovecot 120)",

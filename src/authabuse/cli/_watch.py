@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import select
 import signal
@@ -36,37 +35,13 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, TextIO
 
-from authabuse.cli._input import add_detection_arguments, add_input_arguments
+from authabuse.cli._input import add_detection_arguments, add_input_arguments, seconds
 
 __all__ = ["register"]
 
 log = logging.getLogger("authabuse.watch")
 
 _MAX_ALERTED = 200_000  # accounts whose last alert is remembered (oldest forgotten first)
-
-
-def _seconds(*, zero: bool) -> Any:
-    """Return an argparse type: finite seconds, above 0 (or at least 0 if ``zero``).
-
-    >>> _seconds(zero=False)("0.5")
-    0.5
-    >>> _seconds(zero=False)("0")
-    Traceback (most recent call last):
-    ...
-    argparse.ArgumentTypeError: must be a number of seconds above 0, not '0'
-    """
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-            floor = "0 or more" if zero else "above 0"
-            raise argparse.ArgumentTypeError(f"must be a number of seconds {floor}, not {text!r}")
-        return value
-
-    return parse
 
 
 def register(subparsers: Any) -> None:
@@ -89,7 +64,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--snapshot-interval",
-        type=_seconds(zero=True),
+        type=seconds(zero=True),
         default=300.0,
         metavar="SECONDS",
         help="save --state this often (default 300; 0: only at exit)",
@@ -102,7 +77,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--realert",
-        type=_seconds(zero=True),
+        type=seconds(zero=True),
         default=86400.0,
         metavar="SECONDS",
         help="alert again for an account still flagged this long (log time) after its "
@@ -110,7 +85,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--interval",
-        type=_seconds(zero=False),
+        type=seconds(zero=False),
         default=1.0,
         metavar="SECONDS",
         help="how often idle files are polled (default 1)",
