@@ -6,6 +6,7 @@ import http.client
 import json
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -187,6 +188,31 @@ def test_garbled_requests_close_the_connection(
     assert srv.metrics.get("authabuse_protocol_errors_total", (("reason", reason),)) == 1
     conn = _client(*addr)
     assert post(conn, "allow", body("alice")) == (200, {"status": 0})
+
+
+@pytest.mark.parametrize(
+    ("sep", "end"), [(b"\n", b"\n\n"), (b"\r\n", b"\r\n\n"), (b"\n", b"\n\r\n")]
+)
+def test_bare_lf_requests_are_answered(
+    server_thread: Any, decider: Any, net: Any, sep: bytes, end: bytes
+) -> None:
+    # A head ending in bare LFs (RFC 9112 2.2 lets a server accept them) waited for the
+    # request timeout and was then dropped; now it is read like a CRLF one, body and all,
+    # and the connection serves the next request.
+    srv = DovecotPolicyServer(decider, limits=Limits(request_timeout=30))
+    addr = server_thread.start(srv)
+    with socket.create_connection(addr) as c:
+        started = time.monotonic()
+        for login in ("alice", "bob"):  # kept alive: the body was taken whole
+            payload = json.dumps(body(login)).encode()
+            head = [b"POST /?command=allow HTTP/1.1", b"Content-Length: %d" % len(payload)]
+            c.sendall(sep.join(head) + end + payload)
+            reply = net.recv_until(c, b"}")
+            assert reply.startswith(b"HTTP/1.1 200 "), reply
+            assert reply.endswith(b'{"status":0}') or reply.endswith(b'{"status": 0}'), reply
+        assert time.monotonic() - started < 10  # not the 30 s request timeout
+    assert decider.checked == 2
+    assert srv.metrics.get("authabuse_protocol_errors_total", (("reason", "malformed"),)) == 0
 
 
 def test_slow_client_and_connection_limit(server_thread: Any, decider: Any, net: Any) -> None:

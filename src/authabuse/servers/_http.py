@@ -96,7 +96,7 @@ class HttpConnection(Connection):
         out: list[bytes] = []
         while True:
             if self._head is None:
-                end = buf.find(b"\r\n\r\n")
+                end, skip = _head_end(buf)
                 if end < 0:
                     if len(buf) > _MAX_HEAD:
                         self._fail(431, "oversized")
@@ -106,7 +106,7 @@ class HttpConnection(Connection):
                     self._fail(431, "oversized")
                     return
                 head = bytes(buf[:end])
-                del buf[: end + 4]
+                del buf[: end + skip]
                 parsed = _parse_head(head)
                 if isinstance(parsed, tuple) and len(parsed) == 2:
                     self._fail(*parsed)
@@ -191,12 +191,34 @@ class HttpConnection(Connection):
             self.transport.close()
 
 
+def _head_end(buf: bytearray) -> tuple[int, int]:
+    r"""Return where the request head ends and the length of the blank line after it.
+
+    Lines end in CRLF; a bare LF is recognised as well (RFC 9112 section 2.2 allows it,
+    and a client sending it waited for the request timeout before). ``(-1, 0)`` when the
+    head is not complete yet.
+
+    >>> _head_end(bytearray(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"))
+    (23, 4)
+    >>> _head_end(bytearray(b"GET / HTTP/1.1\nHost: x\n\nbody"))
+    (22, 2)
+    >>> _head_end(bytearray(b"GET / HTTP/1.1\r\nHost: x\r\n"))
+    (-1, 0)
+    """
+    best, skip = buf.find(b"\r\n\r\n"), 4
+    for blank in (b"\n\n", b"\n\r\n"):  # rare: one search each, only up to a CRLF end
+        at = buf.find(blank, 0, best + 3 if best >= 0 else len(buf))
+        if at >= 0:  # before ``best``: the bound keeps a CRLF end's own "\n\r\n" out
+            best, skip = at, len(blank)
+    return (best, skip) if best >= 0 else (-1, 0)
+
+
 def _parse_head(head: bytes) -> tuple[str, str, dict[str, str], bool] | tuple[int, str]:
     try:
         text = head.decode("ascii")
     except UnicodeDecodeError:
         return (400, "binary")
-    lines = text.split("\r\n")
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[0].isalpha() or not parts[1].startswith("/"):
         return (400, "malformed")
