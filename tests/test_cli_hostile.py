@@ -476,8 +476,8 @@ def test_watch_refuses_nonsense_intervals(
         ("--request-timeout", "nan", "above 0"),
         ("--idle-timeout", "nan", "above 0"),
         ("--idle-timeout", "-1", "above 0"),
-        # Each Redis call bounded by NaN or -1 seconds: redis-py refused it on the first
-        # call, long after start, and every request then fell back to local state.
+        # Each Redis call bounded by NaN or -1 seconds: the server started, then every
+        # Redis call raised ValueError (socket.settimeout), an internal error per request.
         ("--store-timeout", "nan", "above 0"),
         ("--store-timeout", "-1", "above 0"),
         ("--store-timeout", "0", "above 0"),
