@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from authabuse.detector import STATE_VERSION, Detector, DetectorConfig, _unpack
+from authabuse.detector import STATE_VERSION, Detector, DetectorConfig, _unpack, _Win
 from authabuse.errors import ConfigurationError, CorruptDataError, IncompatibleError
 from authabuse.events import AuthAttempt, Delivery, Event, Submission, parse_ip
 from authabuse.rules import Allowlist, Condition, F, Level, Rule, RuleSet, default_rules
@@ -724,6 +724,101 @@ def test_a_burst_on_an_accounts_first_day_is_caught_when_its_mail_came_from_else
         v = det.process(mail(at, "10.45.0.8", news, f"m{i:05d}@example.net"))
         levels[news] = max(levels[news], v.level)
     assert levels == {office: Level.ABUSE, news: Level.OK}
+
+
+def test_a_burst_address_in_the_home_country_is_marked_without_a_baseline() -> None:
+    """The address whose own sending (a burst) flagged an account is the abuse's.
+
+    Without a baseline the detector cannot tell the owner's addresses from the abuse's,
+    so in the home country it marks none, except this one: the same rented server then
+    used on an established customer's account is a detected abuse's address.
+    """
+    det = Detector(geo=BlockGeo())
+    names = [f"customer{k}@example.jp" for k in range(40)]
+    rnd = random.Random(3)
+    history = [e for a in names for e in _owner_history(a, ["x@example.org"], rnd)]
+    for e in sorted(history, key=lambda e: e.time):
+        det.process(e)
+    day = T0 + timedelta(days=3)
+    office, server = "staff@example.co.jp", "10.44.0.7"
+    for i in range(4):  # the morning at the office: no baseline yet
+        det.process(mail(day + timedelta(hours=9, minutes=20 * i), "10.9.0.4", office, "a@b.jp"))
+    t = day + timedelta(hours=12)
+    flagged = None
+    for i in range(60):
+        v = det.process(mail(t + timedelta(seconds=i / 2), server, office, f"s{i}@example.com"))
+        flagged = flagged or (v if v.level == Level.ABUSE else None)
+    assert flagged is not None
+    assert [f.rule for f in flagged.findings] == ["burst"]
+    assert not flagged.features["baseline_ready"]
+    assert not flagged.features["ip_in_abuse"]  # marked by this flag, not before
+    later = t + timedelta(hours=3)
+    v = det.process(mail(later, server, names[0], "someone@example.net"))
+    assert v.features["ip_in_abuse"]
+    assert "known-abuse-ip" in [f.rule for f in v.findings]
+    assert v.level == Level.ABUSE
+    # the office's own address, which sent no burst, stays unmarked
+    assert not det.check(mail(later, "10.9.0.4", names[1], "a@b.jp")).features["ip_in_abuse"]
+
+
+@pytest.mark.parametrize(("about_address", "marked"), [(True, True), (False, False)])
+def test_only_a_rule_about_the_address_marks_it_without_a_baseline(
+    about_address: bool, marked: bool
+) -> None:
+    # The same flag on the same traffic; only what the rule says decides the marking.
+    volume = F.ip_mails_1h >= 5 if about_address else F.mails_1h >= 5
+    rules = RuleSet((Rule("volume", when=~F.network_usual & volume, score=100),))
+    det = Detector(geo=BlockGeo(), rules=rules)
+    t = T0 + timedelta(hours=9)
+    for i in range(5):
+        v = det.process(mail(t + timedelta(seconds=i), "10.44.0.7", "new@example.jp", "a@b.jp"))
+    assert v.level == Level.ABUSE
+    probe = mail(t + timedelta(minutes=5), "10.44.0.7", "other@example.jp", "a@b.jp")
+    assert det.check(probe).features["ip_in_abuse"] is marked
+
+
+def test_first_time_recipients_from_unusual_networks_are_counted_apart() -> None:
+    """The owner's mail to contacts from home does not dilute an intruder's strangers."""
+    det = Detector(geo=BlockGeo())
+    a = "hana@example.jp"
+    contacts = [f"c{i}@example.org" for i in range(5)]
+    for d in range(2):
+        for i, who in enumerate(contacts):
+            det.process(mail(T0 + timedelta(days=d, hours=9, minutes=10 * i), "10.1.0.5", a, who))
+    t = T0 + timedelta(days=2, hours=9)
+    for i, who in enumerate(contacts * 2):  # at home, to contacts: 10 addresses
+        det.process(mail(t + timedelta(minutes=i), "10.1.0.5", a, who))
+    spam = [f"s{i}@example.com" for i in range(4)]
+    v = det.process(mail(t + timedelta(minutes=20), "31.7.0.9", a, *spam))  # a bot abroad
+    assert v.features["new_rcpts_1h"] == 4
+    assert v.features["new_rcpt_share_1h"] == pytest.approx(4 / 14)
+    assert v.features["unusual_new_rcpts_1h"] == 4
+    assert v.features["unusual_new_rcpt_share_1h"] == 1.0
+    # the owner's mail from home adds nothing to the unusual-network counts
+    v = det.process(mail(t + timedelta(minutes=21), "10.1.0.5", a, "new-friend@example.org"))
+    assert (v.features["unusual_new_rcpts_1h"], v.features["new_rcpts_1h"]) == (4, 5)
+    assert v.features["unusual_new_rcpt_share_1h"] == 1.0
+
+
+def test_unusual_network_counts_survive_a_state_round_trip(tmp_path: Path) -> None:
+    det = Detector(geo=BlockGeo())
+    a = "hana@example.jp"
+    for d in range(2):
+        det.process(mail(T0 + timedelta(days=d, hours=9), "10.1.0.5", a, "mum@example.org"))
+    det.process(mail(T0 + timedelta(days=2, hours=9), "31.7.0.9", a, "x@example.com"))
+    det.save(tmp_path / "state")
+    again = Detector.load(tmp_path / "state", geo=BlockGeo())
+    probe = mail(T0 + timedelta(days=2, hours=9, minutes=1), "31.7.0.9", a, "y@example.com")
+    names = ("unusual_new_rcpts_1h", "unusual_new_rcpt_share_24h")
+    assert [again.check(probe).features[n] for n in names] == [2, 1.0]
+    assert [det.check(probe).features[n] for n in names] == [2, 1.0]
+    # a window as a state written before these counts holds it: read as none yet
+    acct = det._accts[a]
+    assert not isinstance(acct, bytes)
+    window = acct.sc
+    assert window is not None
+    old = _Win.load(window.dump()[:14])
+    assert (old.uaddr, old.unew, old.raddr, old.rnew) == (0, 0, window.raddr, window.rnew)
 
 
 # The detector compiles its rules into a plan (shared first parts tested once, costly

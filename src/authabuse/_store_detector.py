@@ -24,7 +24,8 @@ key                        kind       what
 ``(acct, "S")``            counts     per short bucket: ``m`` mails, ``u`` mails from
                                       unusual networks, ``r`` recipients, ``ra``
                                       recipient addresses and ``rn`` those new to
-                                      the account, ``f`` failed
+                                      the account (``ua``/``un``: the same for mail
+                                      from unusual networks), ``f`` failed
                                       logins, ``c:CC`` / ``n:NET`` events per country
                                       and network, ``nn``/``nw`` and ``cn``/``cw`` new
                                       networks and countries (first seen in the bucket
@@ -878,7 +879,7 @@ class StoreState:
         if kind != _AUTH_FAIL:
             fields["lip"] = str(ctx.member)
             fields["lipb"] = str(ctx.lb)
-        ops: list[Op] = self._rcpt_writes(ctx, acct, fields, learn=learn)
+        ops: list[Op] = self._rcpt_writes(ctx, acct, fields, learn=learn, unusual=not net_usual)
         if not rec:
             first = {"first": str(int(t))}
             ops.append(("put_record", (a, "rec"), first, t, self._rec_ttl, True, ()))
@@ -919,12 +920,14 @@ class StoreState:
         return ops
 
     def _rcpt_writes(
-        self, ctx: _Ctx, acct: _Acct, fields: dict[str, str], *, learn: bool
+        self, ctx: _Ctx, acct: _Acct, fields: dict[str, str], *, learn: bool, unusual: bool
     ) -> list[Op]:
         """Return the recipient counts of the message; remember its recipients in ``fields``.
 
         ``ra``/``rn`` per window bucket: recipient addresses, those the account had not
-        mailed before. ``learn``: the record's ``rk`` takes the recipients (MRU first).
+        mailed before; ``ua``/``un`` the same for a message from a network the account
+        does not use (``unusual``). ``learn``: the record's ``rk`` takes the recipients
+        (MRU first).
         """
         if not (self._rk and ctx.rfps):
             return []
@@ -944,6 +947,10 @@ class StoreState:
             ops.append(("incr", key, "ra", len(ctx.rfps), at))
             if rnew:
                 ops.append(("incr", key, "rn", rnew, at))
+            if unusual:
+                ops.append(("incr", key, "ua", len(ctx.rfps), at))
+                if rnew:
+                    ops.append(("incr", key, "un", rnew, at))
         return ops
 
     def _abuse_ips(self, ctx: _Ctx, acct: _Acct) -> _Steps[list[int]]:
@@ -1025,14 +1032,11 @@ class StoreState:
                 self.det.stats.flagged_accounts += 1
             ops.append(("put_record", (a, "rec"), fields, t, self._rec_ttl, False, ()))
         iprec = state._ips.get(ctx.member)
-        if (
-            level >= Level.ABUSE
-            and ctx.net not in acct.usual
-            and (acct.usual or not state._country_common(ctx.cc, False))
-        ):
+        marks = self.det._abuse_marks(ctx, acct, v, state._country_common)
+        if marks:
             until = t + cfg.abuse_ip_ttl
             marked = [] if iprec is not None and _shared(iprec) else [ctx.member]
-            if first_abuse:  # the abuse so far: the short window's other addresses
+            if first_abuse and marks > 1:  # the abuse so far: the short window's others
                 marked += yield from self._abuse_ips(ctx, acct)
             ops += [
                 (
@@ -1186,6 +1190,8 @@ def _window(prev: dict[str, int], cur: dict[str, int]) -> _SWin:
     w.fails = prev.get("f", 0) + cur.get("f", 0)
     w.raddr = prev.get("ra", 0) + cur.get("ra", 0)
     w.rnew = prev.get("rn", 0) + cur.get("rn", 0)
+    w.uaddr = prev.get("ua", 0) + cur.get("ua", 0)
+    w.unew = prev.get("un", 0) + cur.get("un", 0)
     w.nnew = prev.get("nn", 0) + cur.get("nw", 0)
     w.cnew = prev.get("cn", 0) + cur.get("cw", 0)
     w.ccs = ccs or None

@@ -50,9 +50,11 @@ from authabuse.errors import ConfigurationError, CorruptDataError, IncompatibleE
 from authabuse.events import AuthAttempt, Delivery, Event, Submission
 from authabuse.rules import (
     _OPS,
+    All,
     Compare,
     Finding,
     Level,
+    Rule,
     RuleSet,
     Verdict,
     default_rules,
@@ -263,6 +265,8 @@ class _Win:
         "rdoms",
         "rnew",
         "summary",
+        "uaddr",
+        "unew",
         "unusual",
     )
 
@@ -280,6 +284,8 @@ class _Win:
         self.rdoms: Any = None
         self.raddr = 0  # recipient addresses known (a message may name none)
         self.rnew = 0  # ... of them the account had not mailed before (when sent)
+        self.uaddr = 0  # recipient addresses of messages from networks not usual then
+        self.unew = 0  # ... of them first-time recipients
         self.fails = 0
         self.summary: tuple[int, dict[str, Any]] | None = None  # (mails then, top lists)
 
@@ -299,6 +305,8 @@ class _Win:
             None if self.cfor is None else sorted(self.cfor),
             self.raddr,
             self.rnew,
+            self.uaddr,
+            self.unew,
         ]
 
     @classmethod
@@ -308,6 +316,8 @@ class _Win:
             data[:12]
         )
         w.raddr, w.rnew = int(data[12]), int(data[13])
+        if len(data) > 15:  # (a state saved before 0.x kept no unusual-network counts)
+            w.uaddr, w.unew = int(data[14]), int(data[15])
         w.cfor = None if cfor is None else {str(c) for c in cfor}
         w.mails = mails
         w.ips = _d_load(ips)
@@ -613,7 +623,9 @@ _SUB, _AUTH_OK, _AUTH_FAIL = 0, 1, 2
 _V6_MARK = 1 << 64
 
 
-_RCPT_STEMS = frozenset({"new_rcpts", "new_rcpt_share", "known_rcpts"})
+_RCPT_STEMS = frozenset(
+    {"new_rcpts", "new_rcpt_share", "unusual_new_rcpts", "unusual_new_rcpt_share", "known_rcpts"}
+)
 _FAILURE_FEATURES = frozenset(
     {"auth_failed"}
     | {f"{stem}_{w}" for stem in ("auth_failures", "ip_auth_failures") for w in ("1h", "24h")}
@@ -1154,7 +1166,9 @@ class Detector:
         plan = _plan(rules.rules, planned_on)
         fail_plan = _plan((r for r, _ in failing), planned_on)
         actions = {level: rules.policy.action(level) for level in Level}
+        by_address = frozenset(r.name for r in rules.rules if _about_address(r))
         # nothing above changed the detector: a bad rule set leaves the old one working
+        self._by_address = by_address
         self.rules = rules
         self._features = features
         self._rules = compiled
@@ -1943,6 +1957,9 @@ class Detector:
                 if raddr:
                     w.raddr += raddr
                     w.rnew += rnew
+                    if not net_usual:
+                        w.uaddr += raddr
+                        w.unew += rnew
         if not sub:
             return
         t = ctx.t
@@ -1967,21 +1984,13 @@ class Detector:
             acct.flag_t = ctx.t
         first_abuse = level >= Level.ABUSE > acct.flag
         acct.flag = max(acct.flag, level)
-        if (
-            level >= Level.ABUSE
-            and ctx.net not in acct.usual
-            and (acct.usual or not self._country_common(ctx.cc, False))
-        ):
-            # Only addresses that sent this account's mail from networks it does not use
-            # are marked, never the owner's own: this event's, and when the account has
-            # just been found abusive, those of the abuse so far (the short window). An
-            # account without a baseline cannot tell its owner's addresses from the
-            # abuse's: only addresses in foreign countries are marked then.
+        marks = self._abuse_marks(ctx, acct, v, self._country_common)
+        if marks:
             until = ctx.t + self.config.abuse_ip_ttl
             rec = self._ips.get(ctx.member)
             if rec is not None and not _shared(rec):
                 rec.abuse_until = until
-            if first_abuse:
+            if first_abuse and marks > 1:
                 self._mark_abuse_ips(acct, until)
         account = ctx.account
         assert account is not None  # noqa: S101 - callers check
@@ -1992,6 +2001,26 @@ class Detector:
             if len(flagged) > 1024:
                 oldest = min(flagged, key=flagged.__getitem__)
                 del flagged[oldest]
+
+    def _abuse_marks(
+        self, ctx: _Ctx, acct: _Acct, v: Verdict, common: Callable[[str | None, bool], Any]
+    ) -> int:
+        """Say which addresses a flag marks as a detected abuse's (0, 1 or 2).
+
+        Only addresses that sent this account's mail from networks it does not use are
+        marked, never the owner's own: this event's (1), and when the account has just
+        been found abusive, those of the abuse so far, the short window's (2). An account
+        without a baseline cannot tell its owner's addresses from the abuse's: only
+        addresses in foreign countries are marked then, and in the home country only
+        this event's, when a rule about the address's own sending (``burst``) flagged it.
+        ``common`` is the backend's ``_country_common``.
+        """
+        if int(v.level) < Level.ABUSE or ctx.net in acct.usual:
+            return 0
+        if acct.usual or not common(ctx.cc, False):
+            return 2
+        by_address = self._by_address
+        return int(bool(by_address) and any(f.rule in by_address for f in v.findings))
 
     def _mark_abuse_ips(self, acct: _Acct, until: float) -> None:
         """Mark the abuse so far as a detected abuse's addresses.
@@ -2488,6 +2517,27 @@ def _rcpt_counts(s: bool, v: _View) -> tuple[int, int]:
     return new, seen
 
 
+def _unusual_rcpt_counts(s: bool, v: _View) -> tuple[int, int]:
+    """As :func:`_rcpt_counts`, for messages from networks the account does not use."""
+    w = v.ws if s else v.wl
+    new, seen = (w.unew, w.uaddr) if w else (0, 0)
+    ctx, lw = v.ctx, v.det.config.long_window
+    pending = v.pure and ctx.kind == _SUB and ctx.rfps and _rcpt_warm(v.acct, ctx, lw)
+    if pending and not v["network_usual"]:
+        new += _rcpt_new(v.rknown, ctx.rfps)
+        seen += len(ctx.rfps)
+    return new, seen
+
+
+def _f_unusual_new_rcpts(s: bool, v: _View) -> int:
+    return _unusual_rcpt_counts(s, v)[0]
+
+
+def _f_unusual_new_rcpt_share(s: bool, v: _View) -> float:
+    new, seen = _unusual_rcpt_counts(s, v)
+    return new / seen if seen else 0.0
+
+
 def _f_new_rcpts(s: bool, v: _View) -> int:
     return _rcpt_counts(s, v)[0]
 
@@ -2590,11 +2640,39 @@ _WINDOW_FNS: dict[str, Callable[[bool, _View], Any]] = {
     "rcpts": _f_rcpts,
     "new_rcpts": _f_new_rcpts,
     "new_rcpt_share": _f_new_rcpt_share,
+    "unusual_new_rcpts": _f_unusual_new_rcpts,
+    "unusual_new_rcpt_share": _f_unusual_new_rcpt_share,
     "auth_failures": _f_auth_failures,
     "ip_auth_failures": _f_ip_auth_failures,
     "ip_accounts": _f_ip_accounts,
     "domain_flagged": _f_domain_flagged,
 }
+
+
+_ADDRESS_STEMS = frozenset({"ip_mails", "ip_rate"})
+
+
+def _about_address(rule: Rule) -> bool:
+    """Say whether ``rule`` fires only on its address's own sending (as ``burst`` does).
+
+    That is: its condition is a conjunction with a lower bound on ``ip_mails`` or
+    ``ip_rate`` (the address sent several of the account's mails, fast).
+
+    >>> from authabuse.rules import F
+    >>> _about_address(Rule("b", when=(F.ip_mails_1h >= 5) & ~F.ip_usual, score=1))
+    True
+    >>> _about_address(Rule("b", when=(F.ip_mails_1h >= 5) | F.ip_in_abuse, score=1))
+    False
+    """
+    when = rule.when
+    parts = when.parts if isinstance(when, All) else (when,)
+    return any(
+        isinstance(p, Compare)
+        and split_feature(p.feature)[0] in _ADDRESS_STEMS
+        and p.op in (">", ">=")
+        and p.value > 0
+        for p in parts
+    )
 
 
 def _history_days(v: _View) -> float:

@@ -85,6 +85,10 @@ WINDOW_FEATURES: dict[str, str] = {
     "rcpts": "recipients addressed by the account",
     "new_rcpts": "recipients the account had not mailed before (first-time recipients)",
     "new_rcpt_share": "share of the recipient addresses that were first-time recipients (0..1)",
+    "unusual_new_rcpts": "first-time recipients of messages sent from networks the account "
+    "does not use",
+    "unusual_new_rcpt_share": "share of first-time recipients among the recipient addresses "
+    "of messages sent from networks the account does not use (0..1)",
     "auth_failures": "failed authentications naming the account",
     "ip_auth_failures": "failed authentications from this event's address (any account)",
     "ip_accounts": "distinct accounts seen from this event's source address",
@@ -1109,8 +1113,8 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
             & ~F.country_usual
             & ~F.ip_usual
             & F.baseline_ready
-            & (f("new_rcpts", s) >= 15)
-            & (f("new_rcpt_share", s) >= 0.9),
+            & (f("unusual_new_rcpts", s) >= 15)
+            & (f("unusual_new_rcpt_share", s) >= 0.9),
             score=100,
             describe="mail to many first-time recipients from a new foreign network",
         ),
@@ -1149,8 +1153,8 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
             & ~F.ip_usual
             & F.baseline_ready
             & (F.known_rcpts >= 10)
-            & (f("new_rcpts", lg) >= 3)
-            & (f("new_rcpt_share", lg) >= 0.8),
+            & (f("unusual_new_rcpts", lg) >= 3)
+            & (f("unusual_new_rcpt_share", lg) >= 0.8),
             score=100,
             describe="an address of a detected abuse mails first-time recipients",
         ),

@@ -410,6 +410,28 @@ def test_first_abuse_marks_the_abuse_so_far_like_the_compact_detector() -> None:
     assert sum(marked) >= 2  # this event's address and earlier ones of the abuse
 
 
+def test_a_burst_without_a_baseline_marks_its_address_like_the_compact_detector() -> None:
+    # No baseline, the home country: only the address a rule about its own sending
+    # flagged is marked (the store reads the same verdict and marks the same address).
+    from authabuse.rules import load_rules
+
+    rules = load_rules(
+        "r.toml",
+        text='[[rule]]\nname = "volume"\nwhen = "not network_usual and ip_mails_1h >= 5"\n'
+        "score = 100\n",
+    )
+    compact = Detector(geo=_Countries(), rules=rules)
+    store = Detector(geo=_Countries(), rules=rules, store=MemoryStore(retention=TWO_DAYS))
+    for det in (compact, store):
+        for i in range(5):
+            v = det.process(_sub(i, "11.0.0.7"))
+        assert v.level == Level.ABUSE
+        assert not v.features["baseline_ready"]
+    probe = _sub(300, "11.0.0.7", "other@example.jp")
+    assert store.check(probe).features["ip_in_abuse"]
+    assert compact.check(probe).features["ip_in_abuse"]
+
+
 def test_features_no_rule_reads_are_not_kept_but_say_so() -> None:
     from authabuse.rules import load_rules
 
@@ -450,7 +472,15 @@ def test_first_time_recipients_are_shared_like_the_compact_detectors() -> None:
     store = MemoryStore(retention=TWO_DAYS)
     two = [Detector(geo=_Countries(), rules=rules, store=store) for _ in range(2)]
     ref = Detector(geo=_Countries(), rules=rules)
-    names = ("new_rcpts_1h", "new_rcpts_24h", "new_rcpt_share_1h", "new_rcpt_share_24h")
+    names = (
+        "new_rcpts_1h",
+        "new_rcpts_24h",
+        "new_rcpt_share_1h",
+        "new_rcpt_share_24h",
+        "unusual_new_rcpts_1h",
+        "unusual_new_rcpts_24h",
+        "unusual_new_rcpt_share_24h",
+    )
     events: list[tuple[int, str, tuple[str, ...]]] = []
     for i, who in enumerate(("mum", "ken", "Mum", "aya", "ken")):  # the owner, at home
         events.append((60 * i, "11.0.0.5", (f"{who}@example.org",)))
