@@ -409,7 +409,9 @@ def _truth_document(
                 "end": iso(max(ab.end, ab.start)),
                 "messages": len(truth.abusive_ids.get(acc.name, ())),
                 "ips": len(ips),
-                "countries": dict(countries.most_common()),
+                # most first, ties by code: not by the set's order, which follows
+                # str hashes (IPv4Address hashes its hex text) and so the process
+                "countries": dict(sorted(countries.items(), key=lambda kv: (-kv[1], kv[0]))),
                 "queue_ids": truth.abusive_ids.get(acc.name, []),
             }
         accounts[acc.name] = {
