@@ -336,6 +336,60 @@ def test_exim_authenticated_arrival_and_failures() -> None:
     assert stats.malformed == 0
 
 
+@needs_corpus
+def test_exim_delivery_relay_is_the_host_not_the_error_after_it() -> None:
+    # Exim's test suite: a deferral whose H= is followed by the error text and no other
+    # field (the relay once ran on to the end of the line)
+    lines = (CORPUS / "exim-testsuite" / "exim-auth.log").read_bytes().splitlines()
+    (line,) = [x for x in lines if b" == userx@domain.com R=try T=smtp_try defer (-18)" in x]
+    assert line.endswith(b"H=127.0.0.1 [127.0.0.1]: Remote host closed connection in "
+                         b"response to AUTH LOGIN")  # fmt: skip
+    ((delivery,), stats) = parse(line)
+    assert isinstance(delivery, Delivery)
+    assert (delivery.status, delivery.relay) == ("deferred", "127.0.0.1 [127.0.0.1]")
+    assert stats.used == 1
+    # a bounce: H= then X= and CV= fields, the colon after the last one
+    (bounce,), _ = parse(
+        b"2026-03-02 07:06:57 [187022] 1vwowC-000mZR-Mw ** m00309@outlook.jp R=dnslookup "
+        b"T=remote_smtp H=outlook-jp.olc.protection.outlook.com [52.101.68.5] "
+        b"X=TLS1.3:TLS_AES_256_GCM_SHA384:256 CV=yes: SMTP error from remote mail server "
+        b"after RCPT TO:<m00309@outlook.jp>: 550 5.1.1 <m00309@outlook.jp>: User unknown"
+    )
+    assert isinstance(bounce, Delivery)
+    assert bounce.relay == "outlook-jp.olc.protection.outlook.com [52.101.68.5]"
+    assert bounce.status == "bounced"
+    # with +outgoing_port, and a host without an address (a local transport)
+    (a, b), _ = parse(
+        b"1999-03-02 09:44:33 10HmaX-000000005vi-0000 => x@y R=client_r1 T=t1 "
+        b'H=127.0.0.1 [127.0.0.1]:1225 X=TLS1.3 CV=yes A=ext_ccert_cn C="250 OK"\n'
+        b"1999-03-02 09:44:33 10HmaX-000000005vi-0000 => x@ten-1.test.ex R=r1 T=dev_null "
+        b"H=ten-1.test.ex\n"
+    )
+    assert isinstance(a, Delivery)
+    assert isinstance(b, Delivery)
+    assert (a.relay, b.relay) == ("127.0.0.1 [127.0.0.1]:1225", "ten-1.test.ex")
+
+
+def test_exim_arrival_with_its_recipients_is_a_submission_at_once() -> None:
+    # +received_recipients: "for r1 r2" ends the arrival; a deferred recipient must not
+    # hold the submission back until "Completed" (minutes or hours later)
+    log = (
+        b"2026-03-02 09:00:01 [4242] 1vwowA-000mZR-Ha <= a@example.jp H=(User) "
+        b"[192.0.2.7]:40000 P=esmtpsa X=TLS1.3:TLS_AES_256_GCM_SHA384:256 CV=no "
+        b"A=dovecot_login:a@example.jp S=2000 id=x@example.jp for b@example.com c@example.org\n"
+        b"2026-03-02 09:00:02 [4243] 1vwowA-000mZR-Ha == b@example.com R=dnslookup "
+        b"T=remote_smtp defer (-44) H=mx.example.com [203.0.113.25]: SMTP error from remote "
+        b"mail server after MAIL FROM:<a@example.jp> SIZE=2000: 421 4.7.0 Try again later\n"
+    )
+    events, stats = parse(log)
+    sub = of(events, Submission)
+    assert len(sub) == 1  # no Completed line yet
+    assert sub[0].recipients == ("b@example.com", "c@example.org")
+    assert sub[0].recipient_count == 2
+    assert [type(e).__name__ for e in events] == ["AuthAttempt", "Submission", "Delivery"]
+    assert stats.unfinished_joins == 0
+
+
 def test_crowdsec_exim_syslog_and_native() -> None:
     events, stats = parse(DATA / "crowdsec-exim.log")
     assert len(of(events, AuthAttempt)) == 16

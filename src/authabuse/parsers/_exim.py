@@ -5,7 +5,10 @@
   submission. Only the last ``[...]`` of ``H=`` is the peer (the HELO may hold a literal).
   ``A=`` on ``=>`` lines is Exim logging in to a smarthost as a client: not our user.
 * ``=>``, ``->`` (delivered), ``**`` (bounced), ``==`` (deferred): deliveries, which
-  also give the submission its recipients; ``Completed`` emits the submission.
+  also give the submission its recipients; ``Completed`` emits the submission. With
+  ``log_selector = +received_recipients`` the arrival ends ``for r1 r2 ...``: the
+  submission is complete there and is emitted at once (a deferred recipient would
+  otherwise hold it back until ``Completed``, minutes or hours later).
 * ``<authenticator> authenticator failed for <H-spec>: 535 ... (set_id=user)``: a failed
   attempt. ``435 Unable to authenticate at present`` is a local outage: no event.
 """
@@ -32,6 +35,9 @@ _SET_ID = re.compile(r"\(set_id=([^)]*)\)")
 _H_FIELD = re.compile(r" H=(.*?)(?= [A-Za-z][A-Za-z0-9]*=|$)")
 _A_FIELD = re.compile(r" A=(\S+)")
 _S_FIELD = re.compile(r" S=([0-9]+)")
+# a delivery's host: "name [ip]" or "[ip]", ":port" with +outgoing_port; what follows a
+# failed one (": SMTP error from remote mail server ...") is not part of it
+_RELAY = re.compile(r"[^\[\s]*\s?\[[^\]]*\](?::[0-9]+)?")
 _STATUS = {"=>": "sent", "->": "sent", "**": "bounced", "==": "deferred"}
 
 
@@ -92,13 +98,19 @@ class EximParser:
             return self._arrival(when, host, msgid, rest, out)
         rcpt = rest.split(" ", 1)[0].rstrip(":").strip("<>")
         h = _H_FIELD.search(rest)
+        relay = None
+        if h is not None:
+            relay = h.group(1)
+            r = _RELAY.match(relay)
+            if r is not None:
+                relay = r.group()
         out.append(
             new_delivery(
                 time=when,
                 queue_id=msgid,
                 recipient=rcpt,
                 status=_STATUS[flag],
-                relay=h.group(1) if h else None,
+                relay=relay,
                 server=host,
             )
         )
@@ -151,8 +163,12 @@ class EximParser:
         if i >= 0:
             rcpts = rest[i + 5 :].split()
             if rcpts and all("@" in r for r in rcpts):
+                # +received_recipients: the line says everything; the message is a
+                # submission now, in arrival order, not once its deliveries are done
                 for r in rcpts:
                     msg.add_rcpt(r, self.ctx.max_rcpts)
+                out.append(msg.event())
+                return True
         self.ctx.add_pending((host, msgid), msg, out)
         return True
 
