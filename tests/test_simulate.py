@@ -350,6 +350,9 @@ def test_truth_file_is_validated(tmp_path: Path) -> None:
         ({"tz": "Tokyo"}, "time zone"),
         ({"start": "03/02/2026"}, "YYYY-MM-DD"),
         ({"stamp": "iso"}, "stamp"),
+        ({"log_format": "sendmail"}, "log_format must be one of postfix, exim"),
+        ({"log_format": "exim", "stamp": "bsd"}, "exim logs take stamp 'exim', not 'bsd'"),
+        ({"stamp": "exim"}, "postfix logs take stamp 'rfc3339' or 'bsd', not 'exim'"),
     ],
 )
 def test_bad_arguments_are_configuration_errors(

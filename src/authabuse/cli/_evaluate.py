@@ -50,6 +50,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--accounts", type=int, default=2000, help="with --seeds (default 2000)")
     p.add_argument("--days", type=float, default=4.0, help="with --seeds (default 4)")
     p.add_argument(
+        "--log-format",
+        choices=("postfix", "exim"),
+        default="postfix",
+        help="with --seeds: the log the simulations write (default postfix)",
+    )
+    p.add_argument(
         "--level",
         choices=("abuse", "suspicious"),
         default="abuse",
@@ -91,7 +97,15 @@ def _run(args: argparse.Namespace) -> int:
         for mix in args.mix:
             for seed in args.seeds:
                 d = root / f"{mix}-seed{seed}-{args.accounts}x{args.days:g}d"
-                params = {"seed": seed, "accounts": args.accounts, "days": args.days, "mix": mix}
+                if args.log_format != "postfix":  # Postfix runs keep their old names
+                    d = d.with_name(f"{d.name}-{args.log_format}")
+                params = {
+                    "seed": seed,
+                    "accounts": args.accounts,
+                    "days": args.days,
+                    "mix": mix,
+                    "log_format": args.log_format,
+                }
                 try:
                     fresh = is_current(GroundTruth.load(d), **params)
                 except (ConfigurationError, CorruptDataError):  # absent or broken: write it

@@ -13,11 +13,12 @@ def register(subparsers: Any) -> None:
 
     p: argparse.ArgumentParser = subparsers.add_parser(
         "simulate",
-        help="write a simulated Postfix log with labelled credential abuse",
+        help="write a simulated Postfix or Exim log with labelled credential abuse",
         description=(
-            "Write a simulated ISP submission service to DIR: a Postfix log (maillog), the "
-            "geo tables of the addresses it uses (geo-country.csv, geo-asn.csv) and the "
-            "ground truth (truth.json). The same arguments always give the same files."
+            "Write a simulated ISP submission service to DIR: a Postfix log (maillog) or "
+            "an Exim main log (mainlog) of the same traffic, the geo tables of the "
+            "addresses it uses (geo-country.csv, geo-asn.csv) and the ground truth "
+            "(truth.json). The same arguments always give the same files."
         ),
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
@@ -33,10 +34,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--start", default="2026-03-02", help="first day, YYYY-MM-DD")
     p.add_argument("--tz", default="+09:00", help="UTC offset of the log's clock (default +09:00)")
     p.add_argument(
+        "--log-format",
+        choices=("postfix", "exim"),
+        default="postfix",
+        help="postfix (default: maillog) or exim (mainlog, Exim 4's own stamps)",
+    )
+    p.add_argument(
         "--timestamps",
         choices=("rfc3339", "bsd"),
-        default="rfc3339",
-        help="rfc3339 (default; needs no --year/--tz to read) or classic syslog (bsd)",
+        default=None,
+        help="Postfix stamps: rfc3339 (default; needs no --year/--tz to read) or classic "
+        "syslog (bsd)",
     )
     p.add_argument(
         "--jsonl", action="store_true", help="also write events.jsonl (the log's events)"
@@ -57,6 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         tz=args.tz,
         stamp=args.timestamps,
         jsonl=args.jsonl,
+        log_format=args.log_format,
     )
     print(
         f"{r.out_dir}: {r.lines} log lines, {r.messages} messages ({r.abusive_messages} "

@@ -397,11 +397,13 @@ def _events(directory: Path, truth: GroundTruth) -> Iterable[Event]:
     from authabuse.parsers import ParseStats, iter_events
 
     meta = truth.meta
+    log_format = meta.get("log_format", "postfix")
+    # Stamps without a year (BSD syslog) or a zone (BSD, Exim's own): the truth has them.
     year = meta.get("year") if meta.get("timestamps") == "bsd" else None
-    tz = meta.get("tz") if meta.get("timestamps") == "bsd" else None
+    tz = meta.get("tz") if meta.get("timestamps") in ("bsd", "exim") else None
     stats = ParseStats()
     return iter_events(
-        [str(directory / meta["files"]["log"])], format="postfix", year=year, tz=tz, stats=stats
+        [str(directory / meta["files"]["log"])], format=log_format, year=year, tz=tz, stats=stats
     )
 
 

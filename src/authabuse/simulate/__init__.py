@@ -3,7 +3,10 @@
 :func:`simulate` writes one simulated mail service into a directory:
 
 * ``maillog``: a Postfix log (``postfix/submission/smtpd``, ``cleanup``, ``qmgr``,
-  ``smtp``, ``bounce``) in time order, as two submission servers would write it;
+  ``smtp``, ``bounce``) in time order, as two submission servers would write it; or,
+  with ``log_format="exim"``, ``mainlog``: the same traffic as an Exim 4 main log
+  (``<=`` arrivals with ``A=``, ``=>``/``->``/``**``/``==`` deliveries, ``Completed``,
+  ``authenticator failed``; see :mod:`authabuse.simulate._exim`);
 * ``geo-country.csv`` and ``geo-asn.csv``: the geo tables of every address block the
   simulator drew a client address from (``ip_range_start,ip_range_end,country_code`` and
   ``ip_range_start,ip_range_end,asn,org``);
@@ -49,7 +52,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -57,11 +60,14 @@ from typing import Any, TextIO
 
 from authabuse.errors import ConfigurationError, CorruptDataError
 from authabuse.events import Event
+from authabuse.simulate._exim import EximWriter
 from authabuse.simulate._model import MIXES, PATTERNS, PERSONAS, Session, World
 from authabuse.simulate._postfix import PostfixWriter
 from authabuse.simulate._space import AddressSpace
+from authabuse.simulate._writer import LogWriter
 
 __all__ = [
+    "LOG_FORMATS",
     "MIXES",
     "PATTERNS",
     "PERSONAS",
@@ -76,6 +82,9 @@ __all__ = [
 TRUTH_FORMAT = "authabuse-simulate/1"
 GENERATOR = 3  # bumped whenever the same arguments start giving different traffic
 LOG_NAME = "maillog"
+LOG_NAMES = {"postfix": LOG_NAME, "exim": "mainlog"}
+LOG_FORMATS = tuple(LOG_NAMES)  # what simulate(log_format=...) writes
+STAMPS = {"postfix": ("rfc3339", "bsd"), "exim": ("exim",)}  # first: the default
 TRUTH_NAME = "truth.json"
 GEO_COUNTRY_NAME = "geo-country.csv"
 GEO_ASN_NAME = "geo-asn.csv"
@@ -108,7 +117,8 @@ class AbuseTruth:
 
     ``start`` is when the abuse began (the first abusive login or message);
     ``first_mail`` the first abusive message (``None`` if the log ended before);
-    ``queue_ids`` the Postfix queue ids of the abusive messages, in log order.
+    ``queue_ids`` the queue ids of the abusive messages (Exim: message ids), in log
+    order.
 
     >>> a = AbuseTruth(pattern="burst", campaign=3, start=0.0, first_mail=1.0, end=9.0,
     ...                queue_ids=("A1B2C3D4E5F",), ips=2, countries={"PL": 2})
@@ -156,9 +166,9 @@ class AccountTruth:
 class GroundTruth:
     """The labels of one simulation (``truth.json``), as :func:`simulate` wrote them.
 
-    ``meta`` holds the rest of the file: seed, mix, period, time stamp style and the
-    counts of what the log holds (``meta["log"]``: lines, submissions, auth failures,
-    deliveries...). :meth:`abusive_queue_ids` is the set of queue ids of abusive mail.
+    ``meta`` holds the rest of the file: seed, mix, period, log format, time stamp style
+    and the counts of what the log holds (``meta["log"]``: lines, submissions, auth
+    failures, deliveries...). :meth:`abusive_queue_ids` is the set of queue ids of abusive mail.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
@@ -227,16 +237,27 @@ class GroundTruth:
         return cls(accounts=accounts, meta=data)
 
 
-def is_current(truth: GroundTruth, *, seed: int, accounts: int, days: float, mix: str) -> bool:
+def is_current(
+    truth: GroundTruth,
+    *,
+    seed: int,
+    accounts: int,
+    days: float,
+    mix: str,
+    log_format: str = "postfix",
+) -> bool:
     """Whether ``truth`` comes from this generator version with these arguments.
 
-    Work directories reuse a simulation only when it would be written identically.
+    Work directories reuse a simulation only when it would be written identically
+    (with default time stamps; a truth without ``log_format`` is a Postfix one).
 
     >>> t = GroundTruth(accounts={}, meta={"generator": GENERATOR, "seed": 1,
     ...                 "accounts_total": 10, "days": 1, "mix": "default"})
     >>> is_current(t, seed=1, accounts=10, days=1, mix="default")
     True
     >>> is_current(t, seed=2, accounts=10, days=1, mix="default")
+    False
+    >>> is_current(t, seed=1, accounts=10, days=1, mix="default", log_format="exim")
     False
     """
     m = truth.meta
@@ -246,6 +267,8 @@ def is_current(truth: GroundTruth, *, seed: int, accounts: int, days: float, mix
         and m.get("accounts_total") == accounts
         and m.get("days") == days
         and m.get("mix") == mix
+        and m.get("log_format", "postfix") == log_format
+        and m.get("timestamps") in (None, STAMPS.get(log_format, ("",))[0])
     )
 
 
@@ -284,28 +307,35 @@ def simulate(
     mix: str = "default",
     start: str = DEFAULT_START,
     tz: str = "+09:00",
-    stamp: str = "rfc3339",
+    stamp: str | None = None,
     jsonl: bool = False,
+    log_format: str = "postfix",
 ) -> SimulationResult:
     """Write a simulated mail service's log, geo tables and ground truth to ``out_dir``.
 
     ``accounts`` customers over ``days`` days from local midnight of ``start``
     (``YYYY-MM-DD``) in the UTC offset ``tz``; the persona and abuse shares come from
     ``mix`` (a key of ``MIXES``). The same arguments always give byte-identical files.
-    ``stamp="bsd"`` writes classic syslog stamps (the year and zone, which the reader
-    then needs, are in ``truth.json``). ``jsonl=True`` also writes ``events.jsonl``: the
-    events a perfect reader of the log would produce.
+    ``log_format`` is ``"postfix"`` (``maillog``) or ``"exim"`` (``mainlog``, an Exim 4
+    main log of the same sessions, messages and recipients). Postfix stamps are
+    ``stamp="rfc3339"`` (the default) or ``"bsd"``, classic syslog stamps; Exim writes
+    its own (``"exim"``: local time, no zone). Where the stamps lack the year or zone,
+    ``truth.json`` holds what a reader needs. ``jsonl=True`` also writes
+    ``events.jsonl``: the events a perfect reader of the log would produce.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
     ...     r = simulate(d, seed=3, accounts=50, days=1, mix="business")
     ...     sorted(p.name for p in r.out_dir.iterdir())
     ['geo-asn.csv', 'geo-country.csv', 'maillog', 'truth.json']
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     r = simulate(d, seed=3, accounts=50, days=1, log_format="exim")
+    ...     sorted(p.name for p in r.out_dir.iterdir())
+    ['geo-asn.csv', 'geo-country.csv', 'mainlog', 'truth.json']
     """
     began = time.perf_counter()
     began_cpu = time.process_time()
-    if stamp not in ("rfc3339", "bsd"):
-        raise ConfigurationError(f"stamp must be 'rfc3339' or 'bsd', not {stamp!r}")
+    stamp = _check_stamp(log_format, stamp)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigurationError("seed must be an integer")
     offset = _parse_tz(tz)
@@ -330,20 +360,18 @@ def simulate(
 
     # Write to a temporary name and rename, so a half-written log is never mistaken for
     # a finished simulation.
-    fd, tmp = tempfile.mkstemp(prefix=".maillog.", dir=out)
+    log_name = LOG_NAMES[log_format]
+    fd, tmp = tempfile.mkstemp(prefix=f".{log_name}.", dir=out)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            writer = PostfixWriter(
-                fh, seed=seed, tz_offset=offset, stamp=stamp, isp_domain=world.isp_domain,
-                on_event=on_event,
-            )  # fmt: skip
+            writer = _writer(fh, log_format, seed, offset, stamp, world.isp_domain, on_event)
             for session in _sessions(world):
                 writer.session(session)
             writer.close()
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out / LOG_NAME)
+        os.replace(tmp, out / log_name)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -352,7 +380,9 @@ def simulate(
             events_file.close()
     _write_geo(out, space)
     truth = writer.truth
-    doc = _truth_document(world, writer, seed=seed, days=days, mix=mix, tz=tz, stamp=stamp)
+    doc = _truth_document(
+        world, writer, seed=seed, days=days, mix=mix, tz=tz, stamp=stamp, log_format=log_format
+    )
     (out / TRUTH_NAME).write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n", "utf-8")
     abused = sum(1 for a in world.accounts if a.abuse is not None)
     return SimulationResult(
@@ -364,6 +394,38 @@ def simulate(
         messages=truth.submissions,
         seconds=time.perf_counter() - began,
         cpu_seconds=time.process_time() - began_cpu,
+    )
+
+
+def _check_stamp(log_format: str, stamp: str | None) -> str:
+    """Return the stamp style to write (``None``: the format's default) or refuse it."""
+    if log_format not in LOG_NAMES:
+        raise ConfigurationError(
+            f"log_format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}"
+        )
+    stamps = STAMPS[log_format]
+    if stamp is None:
+        return stamps[0]
+    if stamp not in stamps:
+        raise ConfigurationError(
+            f"{log_format} logs take stamp {' or '.join(map(repr, stamps))}, not {stamp!r}"
+        )
+    return stamp
+
+
+def _writer(  # noqa: PLR0917  # private: one call
+    fh: TextIO,
+    log_format: str,
+    seed: int,
+    offset: float,
+    stamp: str,
+    isp_domain: str,
+    on_event: Callable[[Event], None] | None,
+) -> LogWriter:
+    if log_format == "exim":
+        return EximWriter(fh, seed=seed, tz_offset=offset, isp_domain=isp_domain, on_event=on_event)
+    return PostfixWriter(
+        fh, seed=seed, tz_offset=offset, stamp=stamp, isp_domain=isp_domain, on_event=on_event
     )
 
 
@@ -380,7 +442,15 @@ def _write_geo(out: Path, space: AddressSpace) -> None:
 
 
 def _truth_document(
-    world: World, writer: PostfixWriter, *, seed: int, days: float, mix: str, tz: str, stamp: str
+    world: World,
+    writer: LogWriter,
+    *,
+    seed: int,
+    days: float,
+    mix: str,
+    tz: str,
+    stamp: str,
+    log_format: str,
 ) -> dict[str, Any]:
     truth = writer.truth
     zone = writer.tz
@@ -440,12 +510,13 @@ def _truth_document(
         "days": days,
         "start": iso(world.start),
         "end": iso(world.end),
+        "log_format": log_format,
         "timestamps": stamp,
         "year": local_start.year,
         "tz": tz,
         "geo_source": world.space.source,
         "files": {
-            "log": LOG_NAME,
+            "log": LOG_NAMES[log_format],
             "geo_country": GEO_COUNTRY_NAME,
             "geo_asn": GEO_ASN_NAME,
         },

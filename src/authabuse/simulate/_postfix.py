@@ -216,16 +216,6 @@ class PostfixWriter(LogWriter):
             last = self._notify(host, qid, last, sender)
         self._push(last + 0.001, host, f"{qmgr}removed")
 
-    def _message_id(self, t: float, s: Session, mail: Mail) -> str:
-        rng = self.rng
-        domain = s.account.rpartition("@")[2] or self.isp_domain
-        if mail.abusive:
-            k = rng.randint(10, 24)
-            junk = f"{rng.getrandbits(4 * k):0{k}x}"
-            return f"{junk}@{rng.choice(('mail', 'smtp', 'mx', 'www'))}.{domain}"
-        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(t))
-        return f"{stamp}.{rng.getrandbits(48):012x}@{domain}"
-
     def _deliver(  # noqa: PLR0917  # private helper, called in one way
         self, host: str, qid: str, t0: float, tq: float, rcpt: str, abusive: bool
     ) -> tuple[float, bool]:

@@ -10,11 +10,14 @@ session is at or after its start), then they are formatted and written in time o
 from __future__ import annotations
 
 import heapq
+import random
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TextIO
 
 from authabuse.events import Event
+from authabuse.simulate._model import Mail, Session
 
 # Recipient domains' mail exchangers (name, address) as a sending MTA would log them.
 MX: dict[str, tuple[str, str]] = {
@@ -73,6 +76,7 @@ class LogWriter:
     """
 
     precise = True
+    rng: random.Random
 
     def __init__(
         self,
@@ -94,6 +98,10 @@ class LogWriter:
 
     def _line(self, t: float, host: str, text: str) -> str:
         """Return one log line (with its newline) for ``text`` logged at ``t`` on ``host``."""
+        raise NotImplementedError
+
+    def session(self, s: Session) -> None:
+        """Render one session (sessions must come in start-time order)."""
         raise NotImplementedError
 
     def _push(self, t: float, host: str, text: str) -> None:
@@ -130,3 +138,14 @@ class LogWriter:
     def iso(self, t: float) -> str:
         """RFC 3339 text of ``t`` exactly as the log shows it."""
         return self._dt(t).isoformat()
+
+    def _message_id(self, t: float, s: Session, mail: Mail) -> str:
+        """Return the value of the message's ``Message-ID:`` header (spam: random junk)."""
+        rng = self.rng
+        domain = s.account.rpartition("@")[2] or self.isp_domain
+        if mail.abusive:
+            k = rng.randint(10, 24)
+            junk = f"{rng.getrandbits(4 * k):0{k}x}"
+            return f"{junk}@{rng.choice(('mail', 'smtp', 'mx', 'www'))}.{domain}"
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(t))
+        return f"{stamp}.{rng.getrandbits(48):012x}@{domain}"
