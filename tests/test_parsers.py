@@ -390,6 +390,41 @@ def test_exim_arrival_with_its_recipients_is_a_submission_at_once() -> None:
     assert stats.unfinished_joins == 0
 
 
+def test_exim_counts_one_login_per_receiving_process() -> None:
+    # Exim logs A= on every message a connection sends; with the pid on the line
+    # (+pid, or syslog's exim[pid]) the later ones of one process are not new logins
+    arrival = (
+        "2026-03-02 09:00:0{s} {pid}1vwowA-000mZ{n}-Ha <= a@example.jp H=(x) "
+        "[{ip}]:40000 P=esmtpsa A=dovecot_plain:{user} S=200 for b@example.com\n"
+    )
+    lines = [
+        arrival.format(s=1, pid="[4242] ", n="R", ip="192.0.2.7", user="a@example.jp"),
+        arrival.format(s=2, pid="[4242] ", n="S", ip="192.0.2.7", user="a@example.jp"),
+        arrival.format(s=3, pid="[4243] ", n="T", ip="192.0.2.7", user="a@example.jp"),
+        arrival.format(s=4, pid="[4242] ", n="U", ip="192.0.2.8", user="a@example.jp"),
+        arrival.format(s=5, pid="[4242] ", n="V", ip="192.0.2.8", user="c@example.jp"),
+        arrival.format(s=6, pid="", n="W", ip="192.0.2.9", user="d@example.jp"),
+        arrival.format(s=7, pid="", n="X", ip="192.0.2.9", user="d@example.jp"),
+        "Mar  2 09:00:08 msa exim[77]: " + arrival.format(s=8, pid="", n="Y", ip="192.0.2.9",
+                                                           user="d@example.jp"),
+        "Mar  2 09:00:09 msa exim[77]: " + arrival.format(s=9, pid="", n="Z", ip="192.0.2.9",
+                                                           user="d@example.jp"),
+    ]  # fmt: skip
+    events, stats = parse("".join(lines).encode())
+    logins = [(a.time.second, str(a.ip), a.account) for a in of(events, AuthAttempt)]
+    assert logins == [
+        (1, "192.0.2.7", "a@example.jp"),  # the second message of [4242] is no login
+        (3, "192.0.2.7", "a@example.jp"),  # another process: another connection
+        (4, "192.0.2.8", "a@example.jp"),  # the pid reused by a new connection
+        (5, "192.0.2.8", "c@example.jp"),
+        (6, "192.0.2.9", "d@example.jp"),  # no pid: every arrival is a login
+        (7, "192.0.2.9", "d@example.jp"),
+        (8, "192.0.2.9", "d@example.jp"),  # syslog's exim[77]
+    ]
+    assert len(of(events, Submission)) == 9
+    assert stats.malformed == 0
+
+
 def test_crowdsec_exim_syslog_and_native() -> None:
     events, stats = parse(DATA / "crowdsec-exim.log")
     assert len(of(events, AuthAttempt)) == 16

@@ -3,6 +3,9 @@
 * ``<msgid> <= sender H=name (helo) [ip]:port ... P=esmtpa A=authenticator:id S=size``:
   a successful login (the authenticator's ``server_set_id`` is the account) and a pending
   submission. Only the last ``[...]`` of ``H=`` is the peer (the HELO may hold a literal).
+  Exim logs ``A=`` on every message of a connection; where the line gives the receiving
+  process's pid (``+pid``'s ``[pid]``, syslog's ``exim[pid]``), the second and later
+  messages of a process from the same peer and login are not logins again.
   ``A=`` on ``=>`` lines is Exim logging in to a smarthost as a client: not our user.
 * ``=>``, ``->`` (delivered), ``**`` (bounced), ``==`` (deferred): deliveries, which
   also give the submission its recipients; ``Completed`` emits the submission. With
@@ -28,7 +31,7 @@ __all__ = ["EXIM_STAMP", "EximParser"]
 EXIM_STAMP = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3})?(?: [+-][0-9]{4})?) "
 )
-_PID = re.compile(r"\[[0-9]+\] ")
+_PID = re.compile(r"\[([0-9]+)\] ")
 _MSGID = re.compile(r"([0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}) (<=|=>|->|\*\*|==) ")
 _FAILED = re.compile(r"(\S+) authenticator failed for (.*?): ([45][0-9][0-9])\b")
 _SET_ID = re.compile(r"\(set_id=([^)]*)\)")
@@ -71,6 +74,7 @@ class EximParser:
         if msg[:1] == "[":
             m = _PID.match(msg)
             if m is not None:
+                pid = m.group(1)
                 msg = msg[m.end() :]
         if msg[:2] in ("19", "20"):  # syslog-wrapped: Exim's own (more precise) stamp
             m = EXIM_STAMP.match(msg)
@@ -83,6 +87,7 @@ class EximParser:
                 if msg[:1] == "[":
                     p = _PID.match(msg)
                     if p is not None:
+                        pid = p.group(1)
                         msg = msg[p.end() :]
         if "authenticator failed" in msg:
             return self._failed(when, host, msg, out)
@@ -95,7 +100,7 @@ class EximParser:
         msgid, flag = m.group(1), m.group(2)
         rest = msg[m.end() :]
         if flag == "<=":
-            return self._arrival(when, host, msgid, rest, out)
+            return self._arrival(when, host, pid, msgid, rest, out)
         rcpt = rest.split(" ", 1)[0].rstrip(":").strip("<>")
         h = _H_FIELD.search(rest)
         relay = None
@@ -128,7 +133,13 @@ class EximParser:
         return True
 
     def _arrival(
-        self, when: datetime, host: str | None, msgid: str, rest: str, out: list[Event]
+        self,
+        when: datetime,
+        host: str | None,
+        pid: str | None,
+        msgid: str,
+        rest: str,
+        out: list[Event],
     ) -> bool:
         a = _A_FIELD.search(rest)
         if a is None:
@@ -142,18 +153,19 @@ class EximParser:
         authenticator = parts[0]
         account = parts[1] if len(parts) > 1 and parts[1] else None
         sender = rest.split(" ", 1)[0]
-        out.append(
-            new_auth(
-                time=when,
-                ip=ip,
-                succeeded=True,
-                account=account,
-                mechanism=authenticator,
-                service="smtp",
-                server=host,
-                session=msgid,
+        if self._new_login(host, pid, f"{peer} {a.group(1)}"):
+            out.append(
+                new_auth(
+                    time=when,
+                    ip=ip,
+                    succeeded=True,
+                    account=account,
+                    mechanism=authenticator,
+                    service="smtp",
+                    server=host,
+                    session=msgid,
+                )
             )
-        )
         msg = Pending(when, ip, account, host, msgid)
         msg.sender = "" if sender == "<>" else sender
         size = _S_FIELD.search(rest)
@@ -170,6 +182,26 @@ class EximParser:
                 out.append(msg.event())
                 return True
         self.ctx.add_pending((host, msgid), msg, out)
+        return True
+
+    def _new_login(self, host: str | None, pid: str | None, login: str) -> bool:
+        """Whether an arrival's ``A=`` is a new login, not another message of one.
+
+        Exim serves each SMTP connection in a process of its own and logs ``A=`` on every
+        message it accepts there. With the pid known (``log_selector = +pid``, or syslog's
+        ``exim[pid]``), further messages of the process from the same peer and login are
+        the same session: one login, as Postfix reports it. Without a pid every arrival
+        counts as a login.
+        """
+        if pid is None:
+            return True
+        key = (host, "exim[" + pid)  # apart from Postfix smtpd's (host, pid) keys
+        authed = self.ctx.authed
+        if authed.get(key) == login:
+            return False
+        authed[key] = login
+        if len(authed) > self.ctx.max_sessions:
+            del authed[next(iter(authed))]
         return True
 
     def _failed(self, when: datetime, host: str | None, msg: str, out: list[Event]) -> bool:
