@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from authabuse.cli import main
-from authabuse.evaluate import evaluate
+from authabuse.evaluate import Evaluation, evaluate
 from authabuse.events import AuthAttempt, Submission, event_from_json
 from authabuse.parsers import ParseStats, iter_events
 from authabuse.simulate import GroundTruth, is_current, simulate
@@ -89,6 +90,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         simulate(d, seed=SEED, accounts=ACCOUNTS, days=DAYS, jsonl=True, log_format=fmt)
         out[fmt] = d
     return out
+
+
+@pytest.fixture(scope="module")
+def evaluations(runs: dict[str, Path]) -> dict[str, Evaluation]:
+    return {fmt: evaluate([d]) for fmt, d in runs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +245,9 @@ def test_the_grammar_matches_real_exim_lines() -> None:
         assert HOST.match(m["h"]) is not None, line
 
 
-def test_every_line_is_parsed_into_the_events_the_writer_meant(runs: dict[str, Path]) -> None:
+def test_every_line_is_parsed_into_the_events_the_writer_meant(
+    runs: dict[str, Path], exim_lines: list[str]
+) -> None:
     truth = GroundTruth.load(runs["exim"])
     stats = ParseStats()
     events = list(
@@ -258,25 +266,16 @@ def test_every_line_is_parsed_into_the_events_the_writer_meant(runs: dict[str, P
     with open(runs["exim"] / "events.jsonl", encoding="utf-8") as fh:
         written = Counter(line.rstrip("\n") for line in fh)
     assert read == written
+    # Exim logs A= on every arrival; one login per receiving process (SMTP session)
     logins = [e for e in events if isinstance(e, AuthAttempt) and e.succeeded]
-    assert len(logins) == meta["submissions"]  # Exim logs the login on every arrival
+    pids = {m["pid"] for x in exim_lines if (m := ARRIVAL.match(x)) is not None}
+    assert len(logins) == len(pids) < meta["submissions"]
     abusive = truth.abusive_queue_ids()
     assert {e.queue_id for e in events if isinstance(e, Submission)} >= abusive
 
 
-def test_the_findings_equal_those_on_the_postfix_log(runs: dict[str, Path]) -> None:
-    """The central check: the same traffic gives the same figures in either format.
-
-    Each method's recall per pattern, false positives (which accounts), abused accounts
-    flagged before their abuse, and abusive mails before the flag (per account) are
-    equal. The one difference is what the formats genuinely carry: Exim's default stamps
-    are whole seconds, Postfix's (RFC 3339) microseconds, so a delay to the flag may
-    differ by up to a second. The event streams differ too, without changing any
-    finding: Exim logs the login on every arrival (``A=`` on each ``<=``), Postfix once
-    per session (its first ``client=``); Exim names the account in every failed AUTH
-    (``set_id=``), the simulated Postfix fleet on one server of two.
-    """
-    pf, ex = evaluate([runs["postfix"]]), evaluate([runs["exim"]])
+def assert_same_findings(pf: Evaluation, ex: Evaluation) -> None:
+    """Every method found the same on both logs (delays to the flag within seconds)."""
     assert set(pf.methods) == set(ex.methods) == {"detector", "rate-limit", "postfwd-geo"}
     for key, a in pf.methods.items():
         b = ex.methods[key]
@@ -291,10 +290,93 @@ def test_the_findings_equal_those_on_the_postfix_log(runs: dict[str, Path]) -> N
             b.abusive_mails_before_flag,
         ), key
         assert len(a.delays) == len(b.delays), key
-        assert all(abs(x - y) <= 1.0 for x, y in zip(a.delays, b.delays, strict=True)), key
+        assert all(abs(x - y) <= 3.5 for x, y in zip(a.delays, b.delays, strict=True)), key
+
+
+def test_the_findings_equal_those_on_the_postfix_log(
+    runs: dict[str, Path], evaluations: dict[str, Evaluation]
+) -> None:
+    """The central check: the same traffic gives the same figures in either format.
+
+    Each method's recall per pattern, false positives (which accounts), abused accounts
+    flagged before their abuse, and abusive mails before the flag (per account) are
+    equal. The one difference is the delay from the first abusive mail to the flag, by
+    a few seconds, for what the formats genuinely carry: Exim's default stamps are whole
+    seconds, Postfix's (RFC 3339) microseconds; and a Postfix message is complete only
+    when each recipient had a first delivery outcome (qmgr's nrcpt; up to 2.5 s later
+    here), an Exim one at its ``<=`` line (``+received_recipients``), so two messages a
+    moment apart can reach the methods in the other order and another of them cross a
+    baseline's limit (seed 2 below: 987.95 s against 986 s). The event streams differ
+    too, without changing any finding: Exim names the account in every failed AUTH
+    (``set_id=``), the simulated Postfix fleet on one server of two; deliveries differ
+    in number (each writer draws its own delivery outcomes). Logins are the same: Exim
+    logs ``A=`` on every message, and the parser counts one login per receiving process
+    (``[pid]``), as Postfix logs one per session (counting every ``A=`` once flagged a
+    sprinkle victim 14 minutes early on seed 2 of the default mix: logins weigh in the
+    networks' popularity).
+    """
+    pf, ex = evaluations["postfix"], evaluations["exim"]
+    assert_same_findings(pf, ex)
     assert pf.methods["detector"].recall_total > 0.5  # the comparison is not vacuous
     assert sum(pf.methods["detector"].mails_before) > 0
-    assert ex.runs[0]["events"] > pf.runs[0]["events"]  # the logins, see above
+
+    def kinds(d: Path, fmt: str) -> Counter[tuple[str, object]]:
+        meta = GroundTruth.load(d).meta
+        events = iter_events([str(d / meta["files"]["log"])], format=fmt, tz=meta["tz"])
+        return Counter(
+            (e.type, e.succeeded if isinstance(e, AuthAttempt) else None) for e in events
+        )
+
+    a, b = kinds(runs["postfix"], "postfix"), kinds(runs["exim"], "exim")
+    assert a["auth", True] == b["auth", True] > 0  # logins
+    assert a["auth", False] == b["auth", False] > 0  # failed AUTH commands
+    assert a["submission", None] == b["submission", None]
+
+
+def test_without_received_recipients_messages_count_at_completed(
+    runs: dict[str, Path], evaluations: dict[str, Evaluation], tmp_path: Path
+) -> None:
+    """Exim's default log_selector lists no recipients on ``<=``: what that costs.
+
+    The parser then waits for ``Completed``; a message with a deferred recipient becomes
+    a submission only after its retry, minutes later, often after the flag, though it
+    was sent before it. Recall and false positives stay; the mails counted before the
+    flag drop (seed 5: 105 to 90 for the detector), which docs/evaluation.md reports.
+    """
+    d = tmp_path / "no-recipients"
+    shutil.copytree(runs["exim"], d)
+    text = (d / "mainlog").read_text("utf-8")
+    stripped = re.sub(r"^(.* <= \S+ H=.* id=\S+) for .*$", r"\1", text, flags=re.M)
+    listed = re.compile(r" <= .* for \S+@")
+    assert len(listed.findall(stripped)) == 0 < len(listed.findall(text))
+    (d / "mainlog").write_text(stripped, "utf-8")
+    full, bare = evaluations["exim"], evaluate([d])
+    for key, a in full.methods.items():
+        b = bare.methods[key]
+        assert (a.recall, a.fp_accounts) == (b.recall, b.fp_accounts), key
+        assert b.abusive_mails_before_flag <= a.abusive_mails_before_flag, key
+    a, b = full.methods["detector"], bare.methods["detector"]
+    assert b.abusive_mails_before_flag < a.abusive_mails_before_flag
+    stats = ParseStats()
+    subs = [
+        e
+        for e in iter_events([str(d / "mainlog")], format="exim", tz="+09:00", stats=stats)
+        if isinstance(e, Submission)
+    ]
+    assert len(subs) == GroundTruth.load(d).meta["log"]["submissions"]  # all, at Completed
+    assert stats.expired_joins == stats.unfinished_joins == 0
+
+
+def test_the_findings_equal_on_the_run_where_per_message_logins_differed(
+    tmp_path: Path,
+) -> None:
+    # Seed 2 of the default mix: counting Exim's A= on every message as a login (not
+    # once per receiving process) flagged one sprinkle victim 14 minutes earlier here
+    runs = {}
+    for fmt in ("postfix", "exim"):
+        runs[fmt] = tmp_path / fmt
+        simulate(runs[fmt], seed=2, accounts=200, days=1.5, log_format=fmt)
+    assert_same_findings(evaluate([runs["postfix"]]), evaluate([runs["exim"]]))
 
 
 def test_cli_simulate_and_evaluate_exim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
