@@ -5,6 +5,7 @@ from __future__ import annotations
 import authabuse
 
 EXPECTED = [
+    "AccountInfo",
     "Allowlist",
     "AuthAbuseError",
     "AuthAttempt",

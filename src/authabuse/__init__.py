@@ -14,7 +14,7 @@ IPv4Address('192.0.2.1')
 from __future__ import annotations
 
 from authabuse.counters import CounterStore, HyperLogLog, MemoryStore
-from authabuse.detector import Detector, DetectorConfig, DetectorStats
+from authabuse.detector import AccountInfo, Detector, DetectorConfig, DetectorStats
 from authabuse.errors import (
     AuthAbuseError,
     ConfigurationError,
@@ -56,6 +56,7 @@ from authabuse.rules import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AccountInfo",
     "Allowlist",
     "AuthAbuseError",
     "AuthAttempt",

@@ -799,6 +799,31 @@ class StoreState:
         ]
         self._run(ops)
 
+    def account_state(self, account: str) -> tuple[_Acct, int, float] | None:
+        """Read the account's record: its baseline, and its flag with when it was flagged.
+
+        ``None`` when the store holds no record of it. The flag counts when it was set
+        in the long bucket of the account's latest event (as ``_account`` reads it for
+        an event then). For :meth:`Detector.account_info`: one read, nothing written.
+        """
+        rec = self._run([("get_record", (account, "rec"))])[0]
+        if not rec:
+            return None
+        last = float(rec.get("last", rec.get("first", 0)))
+        acct = _Acct(last)
+        acct.first = int(rec.get("first", int(last)))
+        acct.last_usual = float(rec.get("lastu", "-inf"))
+        acct.usual = _usual_parse(rec.get("usual", ""))
+        acct.trial = _trial_parse(rec.get("trial", ""))
+        kips = rec.get("kips", "")
+        acct.known_ips = tuple(int(k) for k in kips.split(",")) if kips else ()
+        acct.peak_mails = int(rec.get("pm", 0))
+        acct.peak_ips = int(rec.get("pi", 0))
+        flag, flag_t = 0, 0.0
+        if int(rec.get("flagb", -1)) >= int(last // self.det.config.long_window):
+            flag, flag_t = int(rec.get("flag", 0)), float(rec.get("flagt", 0.0))
+        return acct, flag, flag_t
+
     def accounts(self) -> Iterator[str]:
         """Accounts with a record in the store (walks the store's keys: administration)."""
         keys = getattr(self._records, "keys", None)

@@ -62,7 +62,7 @@ from authabuse.rules import (
     window_label,
 )
 
-__all__ = ["Detector", "DetectorConfig", "DetectorStats"]
+__all__ = ["AccountInfo", "Detector", "DetectorConfig", "DetectorStats"]
 
 STATE_MAGIC = "authabuse-detector-state"
 STATE_VERSION = 3  # 2: accounts keep keys on learning probation; 3: recipients it mailed
@@ -162,6 +162,69 @@ class DetectorStats:
     def to_dict(self) -> dict[str, int]:
         """Return the counts as a plain mapping."""
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """What a :class:`Detector` knows about one account: for operators reviewing an alert.
+
+    Returned by :meth:`Detector.account_info` (``authabuse state show`` prints it).
+
+    * ``level`` / ``flagged_at``: the highest level the account reached in its current
+      long window and when it first got flagged there (``Level.OK`` / ``None`` when not
+      flagged; a new long window, or :meth:`Detector.mark_benign`, clears it).
+    * ``first_seen`` / ``last_seen``: its first and latest event (the detector's memory:
+      an account forgotten when idle starts again).
+    * ``countries`` / ``networks``: its learned baseline, most recently used first;
+      networks are ``AS64500`` where the geo data knew the ASN, else the address prefix
+      (``198.51.0.0/16``, ``2001:db8::/32``). ``learning``: the networks and countries on
+      probation (seen on a finished day, usual once they come back on a later one).
+    * ``known_addresses``: its main source addresses (IPv6 by /64), at most four.
+    * ``peak_mails`` / ``peak_ips``: its learned daily peaks (decaying 10 % a day).
+    * ``quiet``: the account has nothing in its windows and is kept packed (the compact
+      detector's quiet state, at most 400 bytes); always false with a store.
+
+    >>> from datetime import datetime, timezone
+    >>> from authabuse.events import Submission
+    >>> det = Detector(geo=None)
+    >>> t = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
+    >>> _ = det.process(Submission(time=t, ip="192.0.2.10", account="alice@example.jp"))
+    >>> info = det.account_info("alice@example.jp")
+    >>> info.level, info.first_seen.isoformat(), info.quiet
+    (<Level.OK: 0>, '2024-05-01T09:00:00+00:00', False)
+    >>> info.to_dict()["known_addresses"]
+    []
+    """
+
+    account: str
+    level: Level
+    flagged_at: datetime | None
+    first_seen: datetime
+    last_seen: datetime
+    countries: tuple[str, ...]
+    networks: tuple[str, ...]
+    learning: tuple[str, ...]
+    known_addresses: tuple[str, ...]
+    peak_mails: int
+    peak_ips: int
+    quiet: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as JSON-ready values (times in RFC 3339, the level by name)."""
+        return {
+            "account": self.account,
+            "level": str(self.level),
+            "flagged_at": None if self.flagged_at is None else self.flagged_at.isoformat(),
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "countries": list(self.countries),
+            "networks": list(self.networks),
+            "learning": list(self.learning),
+            "known_addresses": list(self.known_addresses),
+            "peak_mails": self.peak_mails,
+            "peak_ips": self.peak_ips,
+            "quiet": self.quiet,
+        }
 
 
 # ----------------------------------------------------------------------- distinct sets
@@ -1074,6 +1137,35 @@ def _member_text(m: int) -> str:
     return str(IPv4Address(m))
 
 
+def _key_text(k: Any) -> str:
+    """Return a baseline key as text: a network (``AS64500``, a prefix) or a country."""
+    return _net_text(k) if isinstance(k, int) else str(k)
+
+
+def _account_info(name: str, acct: _Acct, flag: int, flag_t: float, *, quiet: bool) -> AccountInfo:
+    """Build the :class:`AccountInfo` of ``acct`` (a live, unpacked or store-read record)."""
+    from datetime import UTC
+
+    def when(t: float) -> datetime:
+        return datetime.fromtimestamp(t, tz=UTC)
+
+    level = Level(max(0, min(flag, int(Level.ABUSE))))
+    return AccountInfo(
+        account=name,
+        level=level,
+        flagged_at=when(flag_t) if level > Level.OK and flag_t > 0 else None,
+        first_seen=when(acct.first),
+        last_seen=when(acct.last),
+        countries=tuple(k for k in acct.usual if isinstance(k, str)),
+        networks=tuple(_net_text(k) for k in acct.usual if isinstance(k, int)),
+        learning=tuple(_key_text(k) for k, _ in acct.trial if k not in acct.usual),
+        known_addresses=tuple(_member_text(m) for m in acct.known_ips),
+        peak_mails=int(acct.peak_mails),
+        peak_ips=int(acct.peak_ips),
+        quiet=quiet,
+    )
+
+
 class Detector:
     """Score events per account with explainable rules; learn each account's normal.
 
@@ -1265,6 +1357,29 @@ class Detector:
                 acct.peak_ips = max(acct.peak_ips, _d_len(w.ips))
         acct.flag = 0
         acct.flag_t = 0.0
+
+    def account_info(self, account: str) -> AccountInfo | None:
+        """Return what the detector knows about ``account``, or ``None`` if it keeps nothing.
+
+        Reads the state without changing it: a quiet (packed) account is unpacked into a
+        temporary copy, and stays packed. With a store, one read of the account's record.
+        See :class:`AccountInfo`.
+
+        >>> Detector(geo=None).account_info("nobody@example.jp") is None
+        True
+        """
+        if self._store is not None:
+            found = self._store.account_state(account)
+            if found is None:
+                return None
+            acct, flag, flag_t = found
+            return _account_info(account, acct, flag, flag_t, quiet=False)
+        kept = self._accts.get(account)
+        if kept is None:
+            return None
+        if isinstance(kept, bytes):
+            return _account_info(account, _unpack(kept), 0, 0.0, quiet=True)
+        return _account_info(account, kept, kept.flag, kept.flag_t, quiet=False)
 
     def memory_usage(self) -> dict[str, int]:
         """Estimate the bytes held, with the number of accounts and addresses kept.

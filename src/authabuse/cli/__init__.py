@@ -31,6 +31,7 @@ _COMMANDS: tuple[str, ...] = (
     "evaluate",
     "geo",
     "serve",
+    "state",
 )
 
 
