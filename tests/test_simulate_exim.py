@@ -11,12 +11,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from authabuse.cli import main
 from authabuse.evaluate import Evaluation, evaluate
 from authabuse.events import AuthAttempt, Submission, event_from_json
 from authabuse.parsers import ParseStats, iter_events
 from authabuse.simulate import GroundTruth, is_current, simulate
+from authabuse.simulate._exim import EximWriter
 
 CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
 needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is not present")
@@ -100,6 +103,31 @@ def evaluations(runs: dict[str, Path]) -> dict[str, Evaluation]:
 @pytest.fixture(scope="module")
 def exim_lines(runs: dict[str, Path]) -> list[str]:
     return (runs["exim"] / "mainlog").read_text("utf-8").splitlines()
+
+
+def _read_id(msgid: str) -> tuple[int, int, int]:
+    """Decode a classic Exim message id (independently of the writer's base62)."""
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+    def value(text: str) -> int:
+        n = 0
+        for c in text:
+            n = n * 62 + digits.index(c)
+        return n
+
+    sec, pid, frac = msgid.split("-")
+    return value(sec), value(pid), value(frac)
+
+
+@given(
+    st.integers(min_value=0, max_value=2000 * 62**6 - 1),
+    st.integers(min_value=1, max_value=4194303),
+)
+def test_message_ids_encode_second_pid_and_tick(tick: int, pid: int) -> None:
+    msgid = EximWriter._id(tick, pid)
+    assert re.fullmatch(MSGID, msgid) is not None
+    assert len(msgid) == 16
+    assert _read_id(msgid) == (tick // 2000, pid, tick % 2000)  # so distinct ones differ
 
 
 def test_exim_log_is_byte_identical_per_seed_and_recorded_in_the_truth(tmp_path: Path) -> None:
