@@ -137,6 +137,8 @@ _DOMAIN_FLAGGED_CAP = 1024
 # and the event's own network, not every network the window holds.
 _TOP_NETS = 6
 _MARK_CAP = 512  # addresses of one abuse marked at its first verdict, at most
+# A window bucket's counts of what was new to the account (``mark_benign`` takes them back)
+_NOVELTY = ("nn", "nw", "cn", "cw", "u", "ua", "un", "rn")
 
 
 class _Count:
@@ -752,7 +754,8 @@ class StoreState:
         sb, lb = int(t // cfg.short_window), int(t // cfg.long_window)
         s_now, l_now = sb * cfg.short_window, lb * cfg.long_window
         one = self._slice
-        s_cur, s_prev, l_cur, l_prev, n_si, n_li, ipm_cur, ipm_prev = self._run(
+        dom = _domain(account)
+        s_cur, s_prev, l_cur, l_prev, n_si, n_li, ipm_cur, ipm_prev, dom_flagged = self._run(
             [
                 ("counts", (account, "S"), s_now, one),
                 ("counts", (account, "S"), s_now - cfg.short_window, one),
@@ -762,6 +765,7 @@ class StoreState:
                 self._union((account, "Li"), l_now, cfg.long_window),
                 ("counts", (account, "Sm"), s_now, one),
                 ("counts", (account, "Sm"), s_now - cfg.short_window, one),
+                ("get_record", (dom or "", "flagged")),
             ]
         )
         acct = _Acct(t)
@@ -797,7 +801,61 @@ class StoreState:
             for k in acct.usual
             if isinstance(k, int)
         ]
+        # Accepted: what the windows counted as new no longer is (as the compact
+        # detector zeroes its windows' counts): each bucket's count taken back.
+        for key, at, counts in (
+            ((account, "S"), s_now, s_cur),
+            ((account, "S"), s_now - cfg.short_window, s_prev),
+            ((account, "L"), l_now, l_cur),
+            ((account, "L"), l_now - cfg.long_window, l_prev),
+        ):
+            ops += [
+                ("incr", key, f, -int(counts[f]), at) for f in _NOVELTY if int(counts.get(f, 0)) > 0
+            ]
+        ops += self._unmark_steps(account, ipm, l_now, t)
+        if dom is not None and account in dom_flagged:  # no longer one of its domain's flagged
+            ops.append(("put_record", (dom, "flagged"), {}, t, cfg.long_window, False, (account,)))
         self._run(ops)
+
+    def _unmark_steps(
+        self, account: str, ipm: dict[int, list[float]], l_now: float, t: float
+    ) -> list[Op]:
+        """Return the writes unmarking the addresses only ``account`` used (``mark_benign``).
+
+        Its (false) alert marked them as a detected abuse's; an address another account
+        used keeps its mark. One batch of reads: each address's record and accounts.
+        """
+        cfg = self.det.config
+        members = list(ipm)[:_MARK_CAP]
+        one = self._slice
+        reads: list[Op] = []
+        for m in members:
+            reads += [
+                ("get_record", (m, "rec")),
+                ("counts", (m, "ipx"), l_now, one),
+                ("counts", (m, "ipx"), l_now - cfg.long_window, one),
+            ]
+        res = self._run(reads) if reads else []
+        ops: list[Op] = []
+        mine = "a:" + account
+        for i, m in enumerate(members):
+            rec, cur, prev = res[3 * i : 3 * i + 3]
+            if not rec.get("abuse"):
+                continue
+            served = {f for part in (cur, prev) for f, n in part.items() if f[:2] == "a:" and n}
+            if served <= {mine}:
+                ops.append(
+                    (
+                        "put_record",
+                        (m, "rec"),
+                        {},
+                        t,
+                        cfg.abuse_ip_ttl + cfg.long_window,
+                        False,
+                        ("abuse",),
+                    )
+                )
+        return ops
 
     def account_state(self, account: str) -> tuple[_Acct, int, float] | None:
         """Read the account's record: its baseline, and its flag with when it was flagged.

@@ -1340,6 +1340,13 @@ class Detector:
 
         The networks and countries of the account's current windows join its usual
         ones, its learned peaks rise to the current volume, and its flag is cleared.
+        What the windows counted as new (networks, countries, mail from unusual
+        networks, first-time recipients) no longer counts as new, the addresses only
+        this account used are no longer marked as a detected abuse's, and the account no
+        longer counts among its domain's flagged accounts: its next events are judged
+        as they would be had this activity been usual all along, not alerted again
+        for what the operator accepted. (At most ``baseline_size`` networks and
+        countries are learned: of activity spread wider, the rest stays new.)
         """
         if self._store is not None:
             self._store.mark_benign(account)
@@ -1355,8 +1362,26 @@ class Detector:
                 self._learn(acct, w, force=True)
                 acct.peak_mails = max(acct.peak_mails, w.mails)
                 acct.peak_ips = max(acct.peak_ips, _d_len(w.ips))
+        ips = self._ips
+        for w in (acct.sc, acct.sn):  # where an abuse's addresses were marked from
+            for m in (w.ipm or ()) if w is not None else ():
+                rec = ips.get(m)
+                # an address this account alone used: only its (false) alert marked it
+                if (
+                    rec is not None
+                    and rec.abuse_until
+                    and (_union_size(rec.accts, rec.prev, account) == 1)
+                ):
+                    rec.abuse_until = 0.0
+        for w in (acct.sc, acct.sn, acct.lc, acct.ln):
+            if w is not None:  # accepted: no longer new (the baseline holds it now)
+                w.nnew = w.cnew = w.unusual = w.uaddr = w.unew = w.rnew = 0
         acct.flag = 0
         acct.flag_t = 0.0
+        dom = _domain(account)
+        flagged = self._domains.get(dom) if dom else None
+        if flagged is not None:
+            flagged.pop(account, None)
 
     def account_info(self, account: str) -> AccountInfo | None:
         """Return what the detector knows about ``account``, or ``None`` if it keeps nothing.

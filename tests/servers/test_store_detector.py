@@ -358,12 +358,13 @@ def test_mark_benign_learns_into_the_shared_baseline() -> None:
     b = Detector(geo=_Countries(), store=store)  # another server sees the new baseline
     again = b.process(_sub(600, "11.6.0.9", "traveller@example.jp"))
     assert again.features["network_usual"]
-    # The networks are usual now; the window still shows six new countries (as in the
-    # compact detector, whose verdict this is).
+    # The networks are usual now, and what the window counted as new no longer is
+    # (as in the compact detector, whose verdict this is): not alerted again.
     assert _signature(again) == _signature(
         compact.process(_sub(600, "11.6.0.9", "traveller@example.jp"))
     )
-    assert again.level == Level.SUSPICIOUS
+    assert again.level == Level.OK
+    assert again.features["new_countries_1h"] == 0
     assert list(b.accounts()) == ["traveller@example.jp"]
     assert len(b) == 1
     a.mark_benign("nobody@example.jp")  # unknown: nothing to learn, no error

@@ -302,17 +302,18 @@ class ControlServer:
                 self._drop(client)
 
     def _accept(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return
-        conn.setblocking(False)
-        if len(self.clients) >= MAX_CLIENTS:
-            with contextlib.suppress(OSError):
-                conn.send(b'{"ok": false, "error": "too many control clients"}\n')
-            conn.close()
-            return
-        self.clients[conn.fileno()] = _Client(conn)
+        for _ in range(4 * MAX_CLIENTS):  # what waits in the backlog, not forever
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            conn.setblocking(False)
+            if len(self.clients) >= MAX_CLIENTS:
+                with contextlib.suppress(OSError):
+                    conn.send(b'{"ok": false, "error": "too many control clients"}\n')
+                conn.close()
+                continue
+            self.clients[conn.fileno()] = _Client(conn)
 
     def _read(self, client: _Client) -> None:
         try:

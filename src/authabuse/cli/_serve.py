@@ -11,7 +11,9 @@ Common options: ``--store memory|redis://HOST:PORT[/DB]`` (memory: this process'
 state, with ``--state FILE`` loaded at start when it exists, saved every
 ``--snapshot-interval`` seconds and on shutdown; redis: the state shared with every
 server on that Redis, which also survives this process), ``--geo PATH`` (repeatable),
-``--rules FILE``, ``--fail-closed``, connection limits and timeouts. The server runs
+``--rules FILE``, ``--fail-closed``, ``--control PATH`` (a Unix socket through which
+``authabuse state show|benign --control PATH`` reads and changes the running state;
+see :mod:`authabuse.cli._control`), connection limits and timeouts. The server runs
 until SIGTERM or SIGINT, then saves the state (memory) and exits 0 (1 when that last
 save failed, its reason logged). A ``--state`` file whose directory cannot be written,
 an address it cannot listen on, or an unreadable ``--api-header-file`` stop it at
@@ -127,6 +129,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="bound on each Redis call; past it the server answers from local state (default 0.25)",
     )
     p.add_argument("--state", metavar="FILE", help="detector state snapshot file")
+    p.add_argument(
+        "--control",
+        metavar="PATH",
+        help="Unix socket (mode 0600) on which `authabuse state show|benign --control PATH` "
+        "reads and changes this server's state while it runs",
+    )
     p.add_argument(
         "--snapshot-interval",
         type=seconds(zero=True),
@@ -256,13 +264,21 @@ def _run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, _reload, detector, args)
-        await _listen(server, args)
+        control = await _open_control(detector, args)
+        try:
+            await _listen(server, args)
+        except BaseException:
+            if control is not None:
+                await control.close()
+            raise
         snapshots = snapshotter = None
         if state is not None and args.snapshot_interval > 0:
             snapshotter = _Snapshotter(detector, state, args.snapshot_interval)
             snapshots = asyncio.create_task(snapshotter.run())
         await stop.wait()
         log.info("shutting down")
+        if control is not None:
+            await control.close()
         if snapshots is not None and snapshotter is not None:
             snapshots.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -275,6 +291,21 @@ def _run(args: argparse.Namespace) -> int:
     if store is not None:
         store.close()
     return code
+
+
+async def _open_control(detector: Any, args: argparse.Namespace) -> Any:
+    """Open ``--control``'s socket on the loop (``None`` without it)."""
+    if not args.control:
+        return None
+    from authabuse.cli._control import serve_control
+
+    control = await serve_control(detector, args.control)
+    print(
+        f"authabuse serve {args.kind}: control socket at {args.control}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return control
 
 
 async def _listen(server: Any, args: argparse.Namespace) -> None:

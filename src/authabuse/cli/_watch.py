@@ -15,6 +15,11 @@ alert. With ``--json`` each alert is one object::
     {"account", "level", "score", "time", "ip", "country",
      "reasons": [{"rule", "score", "detail"}], "log"}
 
+``--control PATH`` opens a Unix socket (mode 0600) through which ``authabuse state
+show|benign --control PATH`` reads and changes the running state (answered between two
+lines, and while idle at least every ``--interval``): editing the ``--state`` file of a
+running watch is lost at its next snapshot.
+
 SIGTERM and SIGINT stop it (judging the messages still waiting for their queue id to
 finish, then saving ``--state`` and the files' positions beside it, so a restart
 continues at the next unread line); SIGHUP re-reads ``--rules`` and ``--geo``.
@@ -89,6 +94,12 @@ def register(subparsers: Any) -> None:
         default=1.0,
         metavar="SECONDS",
         help="how often idle files are polled (default 1)",
+    )
+    parser.add_argument(
+        "--control",
+        metavar="PATH",
+        help="Unix socket (mode 0600) on which `authabuse state show|benign --control PATH` "
+        "reads and changes the running state (answered between lines and while idle)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per alert")
     parser.set_defaults(func=_run)
@@ -179,15 +190,43 @@ def _stdin_lines(stop: Any, interval: float, max_line: int, on_too_long: Any) ->
 
 
 def _run(args: argparse.Namespace) -> int:
-    from authabuse.cli._scan import _discard_stdout
-    from authabuse.cli._serve import _reload
-    from authabuse.rules import Level
-
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     parsers, max_line = _parsers(args)
     detector, state, positions = _detector(args)
+    follower = _follower(args, parsers, positions, max_line)
+    control = None
+    if args.control:
+        from authabuse.cli._control import ControlServer
+
+        try:
+            control = ControlServer(detector, args.control)
+        except BaseException:
+            if follower is not None:
+                follower.close()
+            raise
+        print(f"authabuse watch: control socket at {args.control}", file=sys.stderr, flush=True)
+    try:
+        return _watch(args, parsers, max_line, detector, state, follower, control)
+    finally:
+        if control is not None:
+            control.close()
+
+
+def _watch(  # noqa: PLR0917 - the pieces _run built, in order
+    args: argparse.Namespace,
+    parsers: dict[str, Any],
+    max_line: int,
+    detector: Any,
+    state: Path | None,
+    follower: Any,
+    control: Any,
+) -> int:
+    from authabuse.cli._scan import _discard_stdout
+    from authabuse.cli._serve import _reload
+    from authabuse.rules import Level
+
     alerts = _Alerts(
         sys.stdout, min_level=Level.parse(args.min_level), realert=args.realert, as_json=args.json
     )
@@ -196,18 +235,23 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     signal.signal(signal.SIGINT, lambda signum, _frame: stopping.append(signum))
     signal.signal(signal.SIGHUP, lambda signum, _frame: reloads.append(signum))
-    follower = _follower(args, parsers, positions, max_line)
     print(f"authabuse watch: following {', '.join(args.logs)}", file=sys.stderr, flush=True)
     process = detector.process
     snapshots = state is not None and args.snapshot_interval > 0
     next_snapshot = time.monotonic() + args.snapshot_interval
+    next_control = 0.0
 
     def housekeeping() -> None:
         """Between two lines, or while none comes: a reload asked for, a snapshot due."""
-        nonlocal next_snapshot
+        nonlocal next_snapshot, next_control
         if reloads:
             reloads.clear()
             _reload(detector, args)
+        if control is not None:
+            now = time.monotonic()
+            if now >= next_control:  # a select() per line would cost, 20 a second do not
+                control.poll()
+                next_control = now + 0.05
         if snapshots and time.monotonic() >= next_snapshot:
             _save(detector, state, follower)  # type: ignore[arg-type]  # set when snapshots
             next_snapshot = time.monotonic() + args.snapshot_interval
