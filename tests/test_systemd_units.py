@@ -47,6 +47,10 @@ def test_exec_start_is_a_valid_authabuse_command_line(unit: Path) -> None:
     )
     assert args.func is not None
     assert args.state.startswith("/var/lib/authabuse/")  # StateDirectory=authabuse
+    # the control socket in the unit's own runtime directory (`authabuse state --control`)
+    name = unit.name.removesuffix(".service")
+    assert args.control == f"/run/{name}/control"
+    assert f"RuntimeDirectory={name}\n" in unit.read_text()
     assert "ExecReload=/bin/kill -HUP $MAINPID" in unit.read_text()
 
 
