@@ -7,6 +7,7 @@ The state files are written by ``authabuse scan --state`` over a log written by
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from authabuse import (
     AccountInfo,
@@ -264,3 +267,49 @@ def test_control_protocol_answers_every_line() -> None:
     assert answers[8] == {"ok": True, "accounts": [], "truncated": False}
     assert answers[9]["after"]["level"] == "ok"
     assert control.errors == 6
+
+
+_DET = Detector(geo=None)
+_DET.process(
+    Submission(
+        time=datetime(2024, 5, 1, 9, 0, tzinfo=UTC),
+        ip=parse_ip("192.0.2.1"),
+        account="a@example.jp",
+    )
+)
+_CONTROL = Control(_DET)
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.sampled_from([b"show ", b"benign ", b"flagged", b"ping", b""]).flatmap(
+            lambda head: st.binary(max_size=100).map(lambda tail: head + tail)
+        ),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_every_control_line_gets_one_json_line(line: bytes) -> None:
+    """Whatever a client sends: one line of JSON, a verdict on it, never an exception."""
+    out = _CONTROL.answer(line.replace(b"\n", b" "))
+    assert out.endswith(b"\n")
+    assert out.count(b"\n") == 1
+    answer = json.loads(out)
+    assert isinstance(answer["ok"], bool)
+    assert answer["ok"] or isinstance(answer["error"], str)
+    info = _DET.account_info("a@example.jp")
+    assert info is not None  # nothing a command does forgets an account
+
+
+def test_account_names_that_are_not_utf8_are_reported_not_crashed_on(
+    sim: Sim, tmp_path: Path
+) -> None:
+    state = copy_state(sim, tmp_path)
+    done = subprocess.run(
+        [os.fsencode(sys.executable), b"-m", b"authabuse", b"state", b"benign", b"--state",
+         os.fsencode(state), b"ev\xffil@example.jp"],
+        capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stdout.startswith(b"ev\\udcffil@example.jp: not marked: unknown account")
+    assert b"Traceback" not in done.stderr

@@ -100,12 +100,21 @@ class Control:
             self.errors += 1
         return json.dumps(reply).encode("utf-8") + b"\n"
 
-    def _answer(self, line: bytes) -> dict[str, Any]:  # noqa: PLR0911 - a return per command
-        self.commands += 1
+    def _answer(self, line: bytes) -> dict[str, Any]:
         try:
-            text = line.decode("utf-8").rstrip("\r\n")
+            text = line.decode("utf-8")
         except UnicodeDecodeError:
+            self.commands += 1
             return {"ok": False, "error": "the command is not UTF-8"}
+        return self.run(text)
+
+    def run(self, text: str) -> dict[str, Any]:  # noqa: PLR0911 - a return per command
+        """Run one command given as text (in this process: ``authabuse state --state``).
+
+        Detector and store errors propagate (:meth:`answer` turns them into an answer).
+        """
+        self.commands += 1
+        text = text.rstrip("\r\n")
         cmd, _, arg = text.strip(" \t").partition(" ")
         arg = arg.strip(" \t")
         if cmd in ("show", "benign") and not arg:

@@ -150,7 +150,7 @@ class _Local:
         store = self.store
         errors = 0 if store is None else store.status["errors"]
         try:
-            answer: dict[str, Any] = self.control._answer(command.encode("utf-8"))
+            answer: dict[str, Any] = self.control.run(command)  # names as given, even non-UTF-8
         except Exception as exc:
             if store is not None and isinstance(exc, store._errors()):
                 raise ConfigurationError(f"Redis failed: {exc}") from None
@@ -202,7 +202,7 @@ class _Remote:
         from authabuse.cli._control import MAX_LINE
         from authabuse.errors import ConfigurationError
 
-        data = command.encode("utf-8")
+        data = command.encode("utf-8", "surrogateescape")  # (the server refuses non-UTF-8)
         if len(data) > MAX_LINE:
             return {"ok": False, "error": f"command too long (max {MAX_LINE} bytes)"}
         try:
