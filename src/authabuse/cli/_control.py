@@ -208,6 +208,17 @@ async def serve_control(detector: Any, path: str) -> Any:
     control = Control(detector)
     sock = _bind(path)
     ino = os.lstat(path).st_ino
+    # A store-backed detector's commands wait for Redis (``flagged`` walks every key):
+    # they run in a worker thread, on its own Redis connection, so the loop keeps
+    # answering the mail server. The compact detector is not shared with threads: its
+    # commands run on the loop (in memory, quick).
+    threaded = getattr(detector, "_store", None) is not None
+
+    async def answer(line: bytes) -> bytes:
+        if threaded:
+            return await asyncio.to_thread(control.answer, line)
+        return control.answer(line)
+
     clients: set[asyncio.Task[None]] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -223,7 +234,7 @@ async def serve_control(detector: Any, path: str) -> Any:
                     line = await asyncio.wait_for(reader.readuntil(b"\n"), IDLE_TIMEOUT)
                 except asyncio.IncompleteReadError as exc:
                     if exc.partial.strip():  # a last command without its newline
-                        writer.write(control.answer(exc.partial))
+                        writer.write(await answer(exc.partial))
                     return
                 except asyncio.LimitOverrunError:
                     writer.write(_TOO_LONG)
@@ -231,7 +242,7 @@ async def serve_control(detector: Any, path: str) -> Any:
                     return
                 except TimeoutError:
                     return
-                writer.write(control.answer(line))
+                writer.write(await answer(line))
                 await writer.drain()
         except (ConnectionError, OSError):
             return  # the client went away: nothing to answer
