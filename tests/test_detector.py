@@ -685,7 +685,7 @@ def test_a_short_late_abuse_is_caught_by_its_strangers_and_a_trip_is_not() -> No
         levels.append(v.level)
     assert levels == [Level.OK, Level.OK, Level.ABUSE]
     assert [f.rule for f in v.findings] == ["strangers-abroad"]
-    assert "recipients 18 of 18 first-time in 1h" in v.findings[0].detail
+    assert "recipients 18 of 18 first-time from unusual networks in 1h" in v.findings[0].detail
     # The owner abroad (France, a hotel network) writes to the same contacts: not flagged,
     # even with a few new addresses among them.
     for i in range(8):

@@ -934,7 +934,7 @@ _COSTLY = frozenset({"domain_flagged", "recent_new_countries", "rcpt_domains"})
 _Test = Callable[[Mapping[str, Any]], Any]
 # what explaining a rule needs: atoms, their features, short window?, wants the address's
 # accounts, the domain's flagged accounts, recipient counts
-_Meta = tuple[tuple[Any, ...], tuple[str, ...], bool, bool, bool, bool]
+_Meta = tuple[tuple[Any, ...], tuple[str, ...], bool, bool, bool, str]
 _Fetch = tuple[tuple[str, Callable[[Any], Any]], ...]
 
 
@@ -2255,7 +2255,7 @@ class Detector:
                 bool(is_short),
                 any(n.startswith("ip_accounts") for n in reads),
                 any(n.startswith("domain_flagged") for n in reads),
-                any(split_feature(n)[0] in _RCPT_STEMS for n in reads),
+                _rcpt_scope({split_feature(n)[0] for n in reads}),
             )
             self._meta[id(rule)] = meta
         return meta
@@ -2287,6 +2287,22 @@ class Detector:
 
 def _reads_rdoms(rules: RuleSet) -> bool:
     return any(split_feature(n)[0] == "rcpt_domains" for n in rules.reads)
+
+
+def _rcpt_scope(stems: set[str]) -> str:
+    """Say which recipient counts explain a rule reading ``stems``.
+
+    ``"all"`` (the account's), ``"unusual"`` (mail from unusual networks only, when the
+    rule reads only those) or ``""`` (none).
+
+    >>> _rcpt_scope({"unusual_new_rcpts", "ips"}), _rcpt_scope({"new_rcpts", "known_rcpts"})
+    ('unusual', 'all')
+    """
+    if not stems & _RCPT_STEMS:
+        return ""
+    if stems & {"new_rcpts", "new_rcpt_share"}:
+        return "all"
+    return "unusual" if stems & {"unusual_new_rcpts", "unusual_new_rcpt_share"} else "all"
 
 
 def _not_kept(name: str, holder: str = "detector") -> Callable[[Any], Any]:
@@ -2353,8 +2369,9 @@ def _render(
         extra.append("networks " + ", ".join(f"{k} {v}" for k, v in full["networks"]))
     if "recipients" in full:
         r = full["recipients"]
+        where = " from unusual networks" if r.get("from") == "unusual networks" else ""
         extra.append(
-            f"recipients {r['new']} of {r['addresses']} first-time in {r['window']} "
+            f"recipients {r['new']} of {r['addresses']} first-time{where} in {r['window']} "
             f"({r['remembered']} remembered)"
         )
     extra.append(f"ip {ip}" + (f" ({cc})" if cc else ""))
@@ -2500,7 +2517,7 @@ class _View(dict[str, Any]):
         return out
 
     def context(
-        self, is_short: bool, wants_ip: bool, wants_domain: bool, wants_rcpt: bool = False
+        self, is_short: bool, wants_ip: bool, wants_domain: bool, wants_rcpt: str = ""
     ) -> dict[str, Any]:
         """Copy what a finding's explanation shows that later events change.
 
@@ -2521,12 +2538,14 @@ class _View(dict[str, Any]):
             flagged = self.det._domains.get(dom, {})
             out["domain_flagged"] = [a for a in flagged if a != self.ctx.account]
         if wants_rcpt:
-            new, seen = _rcpt_counts(is_short, self)
+            unusual = wants_rcpt == "unusual"
+            new, seen = (_unusual_rcpt_counts if unusual else _rcpt_counts)(is_short, self)
             out["recipients"] = {
                 "new": new,
                 "addresses": seen,
                 "remembered": len(self.rknown) if self.rknown else 0,
                 "window": self.det.config.labels[0 if is_short else 1],
+                "from": "unusual networks" if unusual else "all networks",
             }
         return out
 
