@@ -761,6 +761,33 @@ def test_a_burst_address_in_the_home_country_is_marked_without_a_baseline() -> N
     assert not det.check(mail(later, "10.9.0.4", names[1], "a@b.jp")).features["ip_in_abuse"]
 
 
+def test_a_burst_in_a_usual_cloud_network_from_another_country_is_caught() -> None:
+    """Networks are ASNs: one cloud ASN can hold a VPN user's exits and a bot's server."""
+    det = Detector(geo=BlockGeo())
+    rnd = random.Random(8)
+    names = [f"customer{k}@example.jp" for k in range(40)]
+    history = [e for a in names for e in _owner_history(a, ["x@example.org"], rnd)]
+    user = "vpn-user@example.jp"  # exits in NL and DE of one provider (ASN 9009)
+    history += [
+        mail(t, f"185.{i % 2}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}", user, "a@b.jp")
+        for i, t in enumerate(days_of(T0, 3, 6, rnd))
+    ]
+    for e in sorted(history, key=lambda e: e.time):
+        det.process(e)
+    t = T0 + timedelta(days=3, hours=12)
+    usual = det.check(mail(t, "185.0.9.9", user, "a@b.jp")).features
+    assert usual["network_usual"]
+    assert usual["country_usual"]
+    levels = []
+    for i in range(20):  # a server of the same provider in the US, two mails a second
+        v = det.process(mail(t + timedelta(seconds=i / 2), "185.3.0.7", user, f"s{i}@x.com"))
+        levels.append(v.level)
+    assert v.features["network_usual"]
+    assert not v.features["country_usual"]
+    assert Level.ABUSE in levels
+    assert "burst" in [f.rule for f in v.findings]
+
+
 @pytest.mark.parametrize(("about_address", "marked"), [(True, True), (False, False)])
 def test_only_a_rule_about_the_address_marks_it_without_a_baseline(
     about_address: bool, marked: bool

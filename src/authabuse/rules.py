@@ -1038,7 +1038,9 @@ def default_rules(short: str = "1h", long: str = "24h") -> RuleSet:
         ),
         Rule(
             "burst",
-            when=unusual
+            # A new address in a country the account does not use counts as unusual even
+            # in a usual network: a VPN user's exits and a bot can share one cloud ASN.
+            when=(unusual | ~F.country_usual)
             & (f("ip_mails", s) >= 5)
             & (f("ip_rate", s) >= 0.5)
             & ~F.ip_usual
