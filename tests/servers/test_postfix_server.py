@@ -140,6 +140,19 @@ def test_abuse_action_once_the_account_crosses_the_line(policy: Any, net: Any) -
     assert 'level="suspicious",action="DUNNO"} 2' in text
 
 
+def test_a_repeated_instance_does_not_mix_accounts(policy: Any, decider: Any, net: Any) -> None:
+    # Postfix's instance is unique per message; a client repeating one for another
+    # account had that account's message taken for a second end-of-data hook of the
+    # first (judged, never recorded) and could be answered with the first's verdict.
+    _, addr = policy
+    with socket.create_connection(addr) as s:
+        for user in ("alice@example.jp", "bob@example.jp"):
+            ask(s, request("RCPT", user=user, instance="same"), net)
+            ask(s, request("END-OF-MESSAGE", user=user, instance="same", count=1), net)
+    accounts = [e.account for e in decider.recorded if isinstance(e, Submission)]
+    assert accounts == ["alice@example.jp", "bob@example.jp"]
+
+
 def test_unauthenticated_requests_get_dunno_without_state(
     policy: Any, decider: Any, net: Any
 ) -> None:

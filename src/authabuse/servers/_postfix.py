@@ -328,7 +328,9 @@ class PostfixPolicyServer(StoreLoopMixin, ServerBase):
 
     def _decide(self, state: str, account: str, attrs: dict[str, str]) -> str | Pending:
         ip = parse_ip(attrs.get("client_address", ""))
-        key = attrs.get("instance") or f"{attrs.get('client_address')}|{account}"
+        # One message of one account: Postfix's instance is unique per message, but a
+        # client that repeats it must not get another account's verdict reused.
+        key = f"{attrs.get('instance') or attrs.get('client_address')}|{account}"
         now = self._clock()
         sender = attrs.get("sender") or None
         queue_id = attrs.get("queue_id") or None
