@@ -170,6 +170,24 @@ def test_watch_follows_rotation_truncation_and_resumes_from_its_state(
     assert state.exists()
 
 
+def test_follower_start_fixes_where_reading_starts(tmp_path: Path) -> None:
+    # watch announced "following" before its first poll opened the files: lines written
+    # in between (a loaded machine, a slow start) were taken as "there before" and lost.
+    log = tmp_path / "a.log"
+    log.write_bytes(b"before\n")
+    late = Follower([str(log)])  # opened by its first poll
+    early = Follower([str(log)])
+    early.start()
+    with log.open("ab") as fh:
+        fh.write(b"after\n")
+    assert [line for _, _, line in early.poll()] == [b"after\n"]
+    assert [line for _, _, line in late.poll()] == []  # what start() is for
+    early.start()  # again: nothing moves
+    assert list(early.poll()) == []
+    early.close()
+    late.close()
+
+
 def test_follower_unit_rotation_without_recreation_and_missing_files(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     f = Follower([str(log), str(tmp_path / "b.log")], from_start=True)

@@ -235,6 +235,8 @@ def _watch(  # noqa: PLR0917 - the pieces _run built, in order
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     signal.signal(signal.SIGINT, lambda signum, _frame: stopping.append(signum))
     signal.signal(signal.SIGHUP, lambda signum, _frame: reloads.append(signum))
+    if follower is not None:  # where reading starts is fixed before saying so
+        follower.start()
     print(f"authabuse watch: following {', '.join(args.logs)}", file=sys.stderr, flush=True)
     process = detector.process
     snapshots = state is not None and args.snapshot_interval > 0

@@ -129,6 +129,31 @@ class Follower:
                 t.fh.close()
                 t.fh = None
 
+    def start(self) -> None:
+        r"""Open the files now, fixing where reading starts (else the first poll does).
+
+        Lines written after ``start()`` are read even if the first poll comes later;
+        without it, what a file held when the first poll opened it counts as "there
+        before" (not read, like ``tail -F``). Calling it again does nothing.
+
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> path = os.path.join(d, "mail.log")
+        >>> with open(path, "wb") as fh: _ = fh.write(b"old\n")
+        >>> f = Follower([path])
+        >>> f.start()
+        >>> with open(path, "ab") as fh: _ = fh.write(b"new\n")
+        >>> [line for _, _, line in f.poll()]
+        [b'new\n']
+        >>> f.close()
+        """
+        if self._started:
+            return
+        self._started = True
+        for t in self._tails:
+            if t.fh is None:
+                self._open(t, True)
+
     def poll(self) -> Iterator[tuple[str, int, bytes]]:
         """Yield ``(path, line number, line)`` for every complete line there is now."""
         first = not self._started
