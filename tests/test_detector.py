@@ -698,6 +698,18 @@ def test_a_short_late_abuse_is_caught_by_its_strangers_and_a_trip_is_not() -> No
         assert v.level == Level.OK, v.findings
 
 
+def _provider(
+    rnd: random.Random, more: list[Submission] | None = None
+) -> tuple[Detector, list[str]]:
+    """A detector that has seen three days of 40 customers at home (Japan is common)."""
+    det = Detector(geo=BlockGeo())
+    names = [f"customer{k}@example.jp" for k in range(40)]
+    history = [e for a in names for e in _owner_history(a, ["x@example.org"], rnd)]
+    for e in sorted(history + (more or []), key=lambda e: e.time):
+        det.process(e)
+    return det, names
+
+
 def test_a_burst_on_an_accounts_first_day_is_caught_when_its_mail_came_from_elsewhere() -> None:
     """No baseline yet: a domestic server's burst is judged by what the day showed.
 
@@ -705,12 +717,8 @@ def test_a_burst_on_an_accounts_first_day_is_caught_when_its_mail_came_from_else
     doubt; an account that mailed from its office all morning and then bursts from a
     server elsewhere does not.
     """
-    det = Detector(geo=BlockGeo())
-    names = [f"customer{k}@example.jp" for k in range(40)]
     rnd = random.Random(3)
-    history = [e for a in names for e in _owner_history(a, ["x@example.org"], rnd)]
-    for e in sorted(history, key=lambda e: e.time):
-        det.process(e)
+    det, _ = _provider(rnd)
     day = T0 + timedelta(days=3)
     office, news = "staff@example.co.jp", "news@shop.example.jp"
     for i in range(4):  # the morning at the office
@@ -733,12 +741,7 @@ def test_a_burst_address_in_the_home_country_is_marked_without_a_baseline() -> N
     so in the home country it marks none, except this one: the same rented server then
     used on an established customer's account is a detected abuse's address.
     """
-    det = Detector(geo=BlockGeo())
-    names = [f"customer{k}@example.jp" for k in range(40)]
-    rnd = random.Random(3)
-    history = [e for a in names for e in _owner_history(a, ["x@example.org"], rnd)]
-    for e in sorted(history, key=lambda e: e.time):
-        det.process(e)
+    det, names = _provider(random.Random(3))
     day = T0 + timedelta(days=3)
     office, server = "staff@example.co.jp", "10.44.0.7"
     for i in range(4):  # the morning at the office: no baseline yet
@@ -763,17 +766,13 @@ def test_a_burst_address_in_the_home_country_is_marked_without_a_baseline() -> N
 
 def test_a_burst_in_a_usual_cloud_network_from_another_country_is_caught() -> None:
     """Networks are ASNs: one cloud ASN can hold a VPN user's exits and a bot's server."""
-    det = Detector(geo=BlockGeo())
     rnd = random.Random(8)
-    names = [f"customer{k}@example.jp" for k in range(40)]
-    history = [e for a in names for e in _owner_history(a, ["x@example.org"], rnd)]
     user = "vpn-user@example.jp"  # exits in NL and DE of one provider (ASN 9009)
-    history += [
+    vpn = [
         mail(t, f"185.{i % 2}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}", user, "a@b.jp")
         for i, t in enumerate(days_of(T0, 3, 6, rnd))
     ]
-    for e in sorted(history, key=lambda e: e.time):
-        det.process(e)
+    det, _ = _provider(rnd, vpn)
     t = T0 + timedelta(days=3, hours=12)
     usual = det.check(mail(t, "185.0.9.9", user, "a@b.jp")).features
     assert usual["network_usual"]

@@ -263,6 +263,25 @@ def _usual_text(usual: tuple[Any, ...]) -> str:
     return " ".join(f"n{k}" if isinstance(k, int) else f"c{k}" for k in usual)
 
 
+def _baseline_of(rec: dict[str, str], now: float) -> _Acct:
+    """Read an account record's first/last seen, baseline and peaks into an ``_Acct``.
+
+    ``now`` stands in for a missing first or last seen (the event's time, or the
+    record's own last).
+    """
+    acct = _Acct(now)
+    acct.first = int(rec.get("first", int(now)))
+    acct.last = float(rec.get("last", now))
+    acct.last_usual = float(rec.get("lastu", "-inf"))
+    acct.usual = _usual_parse(rec.get("usual", ""))
+    acct.trial = _trial_parse(rec.get("trial", ""))
+    kips = rec.get("kips", "")
+    acct.known_ips = tuple(int(k) for k in kips.split(",")) if kips else ()
+    acct.peak_mails = int(rec.get("pm", 0))
+    acct.peak_ips = int(rec.get("pi", 0))
+    return acct
+
+
 def _usual_parse(text: str) -> tuple[Any, ...]:
     out: list[Any] = []
     for tok in text.split():
@@ -599,18 +618,9 @@ class StoreState:
         return read
 
     def _account(self, ctx: _Ctx, rec: dict[str, str]) -> _Acct:
-        acct = _Acct(ctx.t)
         if not rec:
-            return acct
-        acct.first = int(rec.get("first", int(ctx.t)))
-        acct.last = float(rec.get("last", ctx.t))
-        acct.last_usual = float(rec.get("lastu", "-inf"))
-        acct.usual = _usual_parse(rec.get("usual", ""))
-        acct.trial = _trial_parse(rec.get("trial", ""))
-        kips = rec.get("kips", "")
-        acct.known_ips = tuple(int(k) for k in kips.split(",")) if kips else ()
-        acct.peak_mails = int(rec.get("pm", 0))
-        acct.peak_ips = int(rec.get("pi", 0))
+            return _Acct(ctx.t)
+        acct = _baseline_of(rec, ctx.t)
         rk = rec.get("rk")
         if rk:
             acct.rknown = array("H", (int(k) for k in rk.split(",")))
@@ -868,15 +878,7 @@ class StoreState:
         if not rec:
             return None
         last = float(rec.get("last", rec.get("first", 0)))
-        acct = _Acct(last)
-        acct.first = int(rec.get("first", int(last)))
-        acct.last_usual = float(rec.get("lastu", "-inf"))
-        acct.usual = _usual_parse(rec.get("usual", ""))
-        acct.trial = _trial_parse(rec.get("trial", ""))
-        kips = rec.get("kips", "")
-        acct.known_ips = tuple(int(k) for k in kips.split(",")) if kips else ()
-        acct.peak_mails = int(rec.get("pm", 0))
-        acct.peak_ips = int(rec.get("pi", 0))
+        acct = _baseline_of(rec, last)
         flag, flag_t = 0, 0.0
         if int(rec.get("flagb", -1)) >= int(last // self.det.config.long_window):
             flag, flag_t = int(rec.get("flag", 0)), float(rec.get("flagt", 0.0))
