@@ -141,10 +141,36 @@ def wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
     return pred()
 
 
+def policy_message(
+    sock: socket.socket, user: str, ip: str, n: int, recipient: str = "bob@example.org"
+) -> list[str]:
+    """One message through a Postfix policy service: RCPT, END-OF-MESSAGE; the actions."""
+    out = []
+    for state, extra in (
+        ("RCPT", "recipient_count=0\nsize=0"),
+        ("END-OF-MESSAGE", f"recipient_count=1\nsize=900\nqueue_id=Q{n}"),
+    ):
+        sock.sendall(
+            (
+                f"request=smtpd_access_policy\nprotocol_state={state}\n"
+                f"client_address={ip}\nsasl_username={user}\nsender={user}\n"
+                f"recipient={recipient}\ninstance={ip}.{n}\n{extra}\n\n"
+            ).encode()
+        )
+        data = b""
+        while not data.endswith(b"\n\n"):
+            chunk = sock.recv(4096)
+            assert chunk, "server closed the connection"
+            data += chunk
+        out.append(data.decode().removeprefix("action=").strip())
+    return out
+
+
 class Net:
     """Socket helpers handed to tests (test modules cannot import conftest)."""
 
     recv_until = staticmethod(recv_until)
+    policy_message = staticmethod(policy_message)
     is_closed = staticmethod(is_closed)
     wait_for = staticmethod(wait_for)
     DistinctIPDecider = DistinctIPDecider

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -128,31 +128,8 @@ def served() -> Iterator[list[Served]]:
             s.proc.communicate(timeout=30)
 
 
-def message(sock: socket.socket, user: str, ip: str, n: int) -> list[str]:
-    """One message: RCPT then END-OF-MESSAGE; returns the two actions."""
-    out = []
-    for state, extra in (
-        ("RCPT", "recipient_count=0\nsize=0"),
-        ("END-OF-MESSAGE", f"recipient_count=1\nsize=900\nqueue_id=Q{n}"),
-    ):
-        sock.sendall(
-            (
-                f"request=smtpd_access_policy\nprotocol_state={state}\n"
-                f"client_address={ip}\nsasl_username={user}\nsender={user}\n"
-                f"recipient=bob@example.org\ninstance={ip}.{n}\n{extra}\n\n"
-            ).encode()
-        )
-        data = b""
-        while not data.endswith(b"\n\n"):
-            chunk = sock.recv(4096)
-            assert chunk, "server closed the connection"
-            data += chunk
-        out.append(data.decode().removeprefix("action=").strip())
-    return out
-
-
 def test_postfix_server_state_survives_kill_9(
-    tmp_path: Path, geo_files: list[str], served: list[Served]
+    tmp_path: Path, geo_files: list[str], served: list[Served], net: Any
 ) -> None:
     state = tmp_path / "state.authabuse"
     args = [
@@ -173,9 +150,11 @@ def test_postfix_server_state_survives_kill_9(
     served.append(first)
     with socket.create_connection(first.addr) as s:
         for n in range(3):
-            assert message(s, "alice@example.jp", "11.0.0.5", n) == ["DUNNO", "DUNNO"]
+            assert net.policy_message(s, "alice@example.jp", "11.0.0.5", n) == ["DUNNO", "DUNNO"]
         # The stolen password in use from new networks in ever more countries.
-        actions = [message(s, "mallory@example.jp", f"11.{i}.0.9", 10 + i) for i in range(1, 6)]
+        actions = [
+            net.policy_message(s, "mallory@example.jp", f"11.{i}.0.9", 10 + i) for i in range(1, 6)
+        ]
     assert actions[:3] == [["DUNNO", "DUNNO"]] * 3
     assert actions[3:] == [[REJECT, REJECT]] * 2
     assert first.metrics is not None
@@ -194,8 +173,8 @@ def test_postfix_server_state_survives_kill_9(
     served.append(second)
     assert any("state loaded" in line for line in second.lines)
     with socket.create_connection(second.addr) as s:
-        assert message(s, "mallory@example.jp", "11.6.0.9", 20) == [REJECT, REJECT]
-        assert message(s, "alice@example.jp", "11.0.0.5", 21) == ["DUNNO", "DUNNO"]
+        assert net.policy_message(s, "mallory@example.jp", "11.6.0.9", 20) == [REJECT, REJECT]
+        assert net.policy_message(s, "alice@example.jp", "11.0.0.5", 21) == ["DUNNO", "DUNNO"]
     code, log = second.stop()
     assert code == 0
     assert "state saved" in log
@@ -285,14 +264,14 @@ def test_bad_options_exit_2() -> None:
     assert "HOST:PORT" in out.stderr
 
 
-def test_unix_socket_listener(tmp_path: Path, served: list[Served]) -> None:
+def test_unix_socket_listener(tmp_path: Path, served: list[Served], net: Any) -> None:
     path = tmp_path / "policy.sock"
     srv = Served(["postfix", "--listen", f"unix:{path}"])
     served.append(srv)
     assert oct(os.stat(path).st_mode & 0o777) == "0o666"
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(path))
-        assert message(s, "alice@example.jp", "198.51.100.7", 1) == ["DUNNO", "DUNNO"]
+        assert net.policy_message(s, "alice@example.jp", "198.51.100.7", 1) == ["DUNNO", "DUNNO"]
     code, _ = srv.stop()
     assert code == 0
 
@@ -309,6 +288,7 @@ def test_postfix_servers_share_state_in_redis_and_survive_kill_9(
     geo_files: list[str],
     served: list[Served],
     redis_process: Callable[..., RedisProcess],
+    net: Any,
 ) -> None:
     """Two servers on one real redis-server; kill -9 of one; it restarts from Redis."""
     pytest.importorskip("redis", reason="the 'redis' extra is not installed")
@@ -335,11 +315,11 @@ def test_postfix_servers_share_state_in_redis_and_survive_kill_9(
         socket.create_connection(second.addr) as s2,
     ):
         for n in range(3):
-            assert message(s1, "alice@example.jp", "11.0.0.5", n) == ["DUNNO", "DUNNO"]
+            assert net.policy_message(s1, "alice@example.jp", "11.0.0.5", n) == ["DUNNO", "DUNNO"]
         # The stolen password in use from ever more countries, through both servers in
         # turn: each server sees the other's messages.
         actions = [
-            message(s1 if i % 2 else s2, "mallory@example.jp", f"11.{i}.0.9", 10 + i)
+            net.policy_message(s1 if i % 2 else s2, "mallory@example.jp", f"11.{i}.0.9", 10 + i)
             for i in range(1, 6)
         ]
     assert actions[:3] == [["DUNNO", "DUNNO"]] * 3
@@ -354,8 +334,8 @@ def test_postfix_servers_share_state_in_redis_and_survive_kill_9(
     third = Served(args)
     served.append(third)
     with socket.create_connection(third.addr) as s:
-        assert message(s, "mallory@example.jp", "11.6.0.9", 20) == [REJECT, REJECT]
-        assert message(s, "alice@example.jp", "11.0.0.5", 21) == ["DUNNO", "DUNNO"]
+        assert net.policy_message(s, "mallory@example.jp", "11.6.0.9", 20) == [REJECT, REJECT]
+        assert net.policy_message(s, "alice@example.jp", "11.0.0.5", 21) == ["DUNNO", "DUNNO"]
     for srv in (second, third):
         code, _ = srv.stop()
         assert code == 0
@@ -365,6 +345,7 @@ def test_postfix_server_keeps_answering_while_redis_is_down(
     geo_files: list[str],
     served: list[Served],
     redis_process: Callable[..., RedisProcess],
+    net: Any,
 ) -> None:
     pytest.importorskip("redis", reason="the 'redis' extra is not installed")
     redis_server = redis_process()
@@ -385,9 +366,9 @@ def test_postfix_server_keeps_answering_while_redis_is_down(
     served.append(srv)
     assert srv.metrics is not None
     with socket.create_connection(srv.addr) as s:
-        assert message(s, "alice@example.jp", "11.0.0.5", 1) == ["DUNNO", "DUNNO"]
+        assert net.policy_message(s, "alice@example.jp", "11.0.0.5", 1) == ["DUNNO", "DUNNO"]
         redis_server.kill()
-        assert message(s, "alice@example.jp", "11.0.0.5", 2) == ["DUNNO", "DUNNO"]
+        assert net.policy_message(s, "alice@example.jp", "11.0.0.5", 2) == ["DUNNO", "DUNNO"]
         text = _scrape(srv.metrics)
         assert re.search(r'authabuse_store_degraded\{server="postfix"\} 1\b', text)
         assert re.search(r'authabuse_store_fallbacks\{server="postfix"\} 1\b', text)
@@ -396,7 +377,7 @@ def test_postfix_server_keeps_answering_while_redis_is_down(
         deadline = time.monotonic() + 60  # ... on a busy machine, give it a few tries
         n = 3
         while True:
-            assert message(s, "alice@example.jp", "11.0.0.5", n) == ["DUNNO", "DUNNO"]
+            assert net.policy_message(s, "alice@example.jp", "11.0.0.5", n) == ["DUNNO", "DUNNO"]
             text = _scrape(srv.metrics)
             if re.search(r'authabuse_store_degraded\{server="postfix"\} 0\b', text):
                 break
@@ -465,7 +446,7 @@ def test_state_file_and_redis_store_exclude_each_other(tmp_path: Path) -> None:
 
 
 def test_sighup_reloads_rules_and_keeps_what_the_server_learned(
-    tmp_path: Path, geo_files: list[str], served: list[Served]
+    tmp_path: Path, geo_files: list[str], served: list[Served], net: Any
 ) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text('[[rule]]\nname = "never"\nwhen = "ips_1h > 1000"\nscore = 100\n')
@@ -474,24 +455,26 @@ def test_sighup_reloads_rules_and_keeps_what_the_server_learned(
     served.append(server)
     with socket.create_connection(server.addr) as s:
         for n in range(3):
-            assert message(s, "mallory@example.jp", f"11.1.0.{n + 1}", n) == ["DUNNO"] * 2
+            assert (
+                net.policy_message(s, "mallory@example.jp", f"11.1.0.{n + 1}", n) == ["DUNNO"] * 2
+            )
         rules.write_text('[[rule]]\nname = "three-ips"\nwhen = "ips_1h >= 3"\nscore = 100\n')
         server.proc.send_signal(signal.SIGHUP)
         server.wait_log(r"reloaded 1 rules from \S+, geo data from \S+")
         # the three addresses seen before count: the fourth is judged abuse at once
-        assert message(s, "mallory@example.jp", "11.1.0.4", 4) == [REJECT, REJECT]
-        assert message(s, "alice@example.jp", "11.0.0.4", 5) == ["DUNNO"] * 2
+        assert net.policy_message(s, "mallory@example.jp", "11.1.0.4", 4) == [REJECT, REJECT]
+        assert net.policy_message(s, "alice@example.jp", "11.0.0.4", 5) == ["DUNNO"] * 2
         # a broken file is refused with its line; the running rules stay
         rules.write_text('[[rule]]\nname = "x"\nwhen = "ips_1h >>> 3"\nscore = 1\n')
         server.proc.send_signal(signal.SIGHUP)
         server.wait_log(r"reload refused, the running rules and geo data stay: .*rules.toml:\d+")
-        assert message(s, "mallory@example.jp", "11.1.0.5", 6) == [REJECT, REJECT]
+        assert net.policy_message(s, "mallory@example.jp", "11.1.0.5", 6) == [REJECT, REJECT]
         # geo data that cannot be read is refused the same way
         rules.write_text('[[rule]]\nname = "three-ips"\nwhen = "ips_1h >= 3"\nscore = 100\n')
         Path(geo_files[3]).write_text("not,a,table\n")
         server.proc.send_signal(signal.SIGHUP)
         server.wait_log(r"reload refused, the running rules and geo data stay: .*asn.csv")
-        assert message(s, "alice@example.jp", "11.0.0.4", 7) == ["DUNNO"] * 2
+        assert net.policy_message(s, "alice@example.jp", "11.0.0.4", 7) == ["DUNNO"] * 2
     code, log = server.stop()
     assert code == 0
     assert "Traceback" not in log

@@ -175,27 +175,10 @@ def procs() -> Iterator[list[Proc]]:
         p.close()
 
 
-def policy_message(sock: socket.socket, user: str, ip: str, n: int) -> list[str]:
-    """One message through the policy service: RCPT then END-OF-MESSAGE; the actions."""
-    out = []
-    for state, extra in (
-        ("RCPT", "recipient_count=0\nsize=0"),
-        ("END-OF-MESSAGE", f"recipient_count=1\nsize=900\nqueue_id=Q{n}"),
-    ):
-        sock.sendall(
-            (
-                f"request=smtpd_access_policy\nprotocol_state={state}\n"
-                f"client_address={ip}\nsasl_username={user}\nsender={user}\n"
-                f"recipient=friend{n % 3}@example.org\ninstance={ip}.{n}\n{extra}\n\n"
-            ).encode()
-        )
-        data = b""
-        while not data.endswith(b"\n\n"):
-            chunk = sock.recv(4096)
-            assert chunk, "server closed the connection"
-            data += chunk
-        out.append(data.decode().removeprefix("action=").strip())
-    return out
+def policy_message(net: Any, sock: socket.socket, user: str, ip: str, n: int) -> list[str]:
+    """One message through the policy service (``Net.policy_message``), to a friend."""
+    actions: list[str] = net.policy_message(sock, user, ip, n, f"friend{n % 3}@example.org")
+    return actions
 
 
 def ask(path: Path, *lines: bytes) -> list[dict[str, Any]]:
@@ -268,7 +251,7 @@ def hostile(path: Path) -> None:
 
 
 def test_serve_postfix_control_marks_benign_live(
-    tmp_path: Path, geo: list[str], procs: list[Proc]
+    tmp_path: Path, geo: list[str], procs: list[Proc], net: Any
 ) -> None:
     # Two days at home, written by Postfix and read by `authabuse scan --state`.
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -297,10 +280,10 @@ def test_serve_postfix_control_marks_benign_live(
 
     with socket.create_connection((host, int(port))) as s:
         for user in (ALICE, BOB):
-            assert policy_message(s, user, "11.0.2.5", 1) == ["DUNNO", "DUNNO"]
+            assert policy_message(net, s, user, "11.0.2.5", 1) == ["DUNNO", "DUNNO"]
         # Both passwords used from five new countries within minutes: flagged.
         trips = {
-            user: [policy_message(s, user, trip_ip(user, i), 10 + i) for i in range(1, 6)]
+            user: [policy_message(net, s, user, trip_ip(user, i), 10 + i) for i in range(1, 6)]
             for user in (ALICE, BOB)
         }
         for user in (ALICE, BOB):
@@ -322,8 +305,8 @@ def test_serve_postfix_control_marks_benign_live(
         assert marked.stderr == ""  # no snapshot warning: the change is in the server
         # The same pattern again: Alice passes, Bob (not marked) is still held.
         for i in (5, 3):
-            assert policy_message(s, ALICE, trip_ip(ALICE, i), 20 + i) == ["DUNNO", "DUNNO"]
-            assert policy_message(s, BOB, trip_ip(BOB, i), 30 + i) in (
+            assert policy_message(net, s, ALICE, trip_ip(ALICE, i), 20 + i) == ["DUNNO", "DUNNO"]
+            assert policy_message(net, s, BOB, trip_ip(BOB, i), 30 + i) in (
                 [REJECT, REJECT],
                 [DEFER, DEFER],
             )
@@ -332,7 +315,7 @@ def test_serve_postfix_control_marks_benign_live(
         assert [i["level"] for i in infos] == ["ok", flagged[BOB]["level"]]
         hostile(control)
         # the policy service answers on after all that
-        assert policy_message(s, ALICE, "11.0.2.5", 40) == ["DUNNO", "DUNNO"]
+        assert policy_message(net, s, ALICE, "11.0.2.5", 40) == ["DUNNO", "DUNNO"]
 
     code, err = server.stop()
     assert code == 0, err
@@ -417,6 +400,7 @@ def test_serve_on_redis_control_and_store_mark_benign_live(
     geo: list[str],
     procs: list[Proc],
     redis_process: Callable[..., RedisProcess],
+    net: Any,
 ) -> None:
     """With --store redis://, the control socket and `state --store` both act at once."""
     pytest.importorskip("redis", reason="the 'redis' extra is not installed")
@@ -435,7 +419,7 @@ def test_serve_on_redis_control_and_store_mark_benign_live(
     users = (ALICE, BOB, "carol@example.jp")
     with socket.create_connection((host, int(port))) as s:
         for user in users:  # the password used from ever more countries at once
-            actions = [policy_message(s, user, trip_ip(user, i), 10 + i) for i in range(1, 6)]
+            actions = [policy_message(net, s, user, trip_ip(user, i), 10 + i) for i in range(1, 6)]
             assert actions[-1] in ([REJECT, REJECT], [DEFER, DEFER]), actions
         through_socket = run("state", "benign", "--control", str(control), ALICE)
         assert through_socket.returncode == 0, through_socket.stderr
@@ -444,8 +428,8 @@ def test_serve_on_redis_control_and_store_mark_benign_live(
         assert through_redis.returncode == 0, through_redis.stderr
         assert through_redis.stdout.startswith(f"{BOB}: marked benign (was ")
         for user in (ALICE, BOB):
-            assert policy_message(s, user, trip_ip(user, 5), 20) == ["DUNNO", "DUNNO"]
-        carol = policy_message(s, "carol@example.jp", trip_ip("carol@example.jp", 5), 21)
+            assert policy_message(net, s, user, trip_ip(user, 5), 20) == ["DUNNO", "DUNNO"]
+        carol = policy_message(net, s, "carol@example.jp", trip_ip("carol@example.jp", 5), 21)
         assert carol in ([REJECT, REJECT], [DEFER, DEFER])
         shown = run("state", "show", "--control", str(control), "--flagged", "--json")
         assert [json.loads(x)["account"] for x in shown.stdout.splitlines()] == ["carol@example.jp"]
