@@ -330,21 +330,27 @@ def _burst_log(path: Path, accounts: int) -> Path:
     return path
 
 
-def test_scan_into_a_closed_pipe_still_saves_state_and_says_found(tmp_path: Path) -> None:
-    log = _burst_log(tmp_path / "events.jsonl", 400)  # ~400 findings: more than a pipe holds
-    state = tmp_path / "state"
+def _head_1(*args: str, timeout: float) -> tuple[int, dict[str, Any], str]:
+    """Run ``authabuse ARGS | head -1``: (exit code, the first JSON line, stderr)."""
     with subprocess.Popen(
-        [sys.executable, "-m", "authabuse", "scan", "--json", "--state", str(state), str(log)],
+        [sys.executable, "-m", "authabuse", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     ) as proc:
         assert proc.stdout is not None
         assert proc.stderr is not None
-        first = json.loads(proc.stdout.readline())  # `| head -1`
+        first = json.loads(proc.stdout.readline())
         proc.stdout.close()
         err = proc.stderr.read()
-        assert proc.wait(timeout=120) == 1, err  # accounts were flagged
+        return proc.wait(timeout=timeout), first, err
+
+
+def test_scan_into_a_closed_pipe_still_saves_state_and_says_found(tmp_path: Path) -> None:
+    log = _burst_log(tmp_path / "events.jsonl", 400)  # ~400 findings: more than a pipe holds
+    state = tmp_path / "state"
+    code, first, err = _head_1("scan", "--json", "--state", str(state), str(log), timeout=120)
+    assert code == 1, err  # accounts were flagged
     assert first["level"] in {"suspicious", "abuse"}
     assert "Traceback" not in err
     assert "400 reported" in err
@@ -569,30 +575,9 @@ def test_a_corrupt_mmdb_that_still_opens_is_reported(tmp_path: Path) -> None:
 def test_watch_into_a_closed_pipe_saves_its_state(tmp_path: Path) -> None:
     log = _burst_log(tmp_path / "events.jsonl", 400)  # hundreds of alerts: more than a pipe holds
     state = tmp_path / "state"
-    with subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "authabuse",
-            "watch",
-            "--from-start",
-            "--json",
-            "--interval",
-            "0.1",
-            "--state",
-            str(state),
-            str(log),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        first = json.loads(proc.stdout.readline())  # `| head -1`
-        proc.stdout.close()
-        err = proc.stderr.read()
-        assert proc.wait(timeout=60) == 0, err
+    args = ["--from-start", "--json", "--interval", "0.1", "--state", str(state), str(log)]
+    code, first, err = _head_1("watch", *args, timeout=60)
+    assert code == 0, err
     assert first["level"] in {"suspicious", "abuse"}
     assert "Traceback" not in err
     assert "standard output closed, stopping" in err
