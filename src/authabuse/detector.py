@@ -2539,7 +2539,7 @@ class _View(dict[str, Any]):
             out["domain_flagged"] = [a for a in flagged if a != self.ctx.account]
         if wants_rcpt:
             unusual = wants_rcpt == "unusual"
-            new, seen = (_unusual_rcpt_counts if unusual else _rcpt_counts)(is_short, self)
+            new, seen = _rcpt_counts(is_short, self, unusual=unusual)
             out["recipients"] = {
                 "new": new,
                 "addresses": seen,
@@ -2665,35 +2665,28 @@ def _f_rcpts(s: bool, v: _View) -> int:
     return (w.rcpts if w else 0) + (v.ctx.rcpts if v.pure and v.ctx.kind == _SUB else 0)
 
 
-def _rcpt_counts(s: bool, v: _View) -> tuple[int, int]:
-    """Return the window's ``(new recipients, recipient addresses)``, this message's in."""
-    w = v.ws if s else v.wl
-    new, seen = (w.rnew, w.raddr) if w else (0, 0)
-    ctx, lw = v.ctx, v.det.config.long_window
-    if v.pure and ctx.kind == _SUB and ctx.rfps and _rcpt_warm(v.acct, ctx, lw):
-        new += _rcpt_new(v.rknown, ctx.rfps)
-        seen += len(ctx.rfps)
-    return new, seen
+def _rcpt_counts(s: bool, v: _View, *, unusual: bool = False) -> tuple[int, int]:
+    """Return the window's ``(new recipients, recipient addresses)``, this message's in.
 
-
-def _unusual_rcpt_counts(s: bool, v: _View) -> tuple[int, int]:
-    """As :func:`_rcpt_counts`, for messages from networks the account does not use."""
+    ``unusual``: only messages from networks the account does not use (``unew``,
+    ``uaddr``).
+    """
     w = v.ws if s else v.wl
-    new, seen = (w.unew, w.uaddr) if w else (0, 0)
+    new, seen = ((w.unew, w.uaddr) if unusual else (w.rnew, w.raddr)) if w else (0, 0)
     ctx, lw = v.ctx, v.det.config.long_window
     pending = v.pure and ctx.kind == _SUB and ctx.rfps and _rcpt_warm(v.acct, ctx, lw)
-    if pending and not v["network_usual"]:
+    if pending and not (unusual and v["network_usual"]):
         new += _rcpt_new(v.rknown, ctx.rfps)
         seen += len(ctx.rfps)
     return new, seen
 
 
 def _f_unusual_new_rcpts(s: bool, v: _View) -> int:
-    return _unusual_rcpt_counts(s, v)[0]
+    return _rcpt_counts(s, v, unusual=True)[0]
 
 
 def _f_unusual_new_rcpt_share(s: bool, v: _View) -> float:
-    new, seen = _unusual_rcpt_counts(s, v)
+    new, seen = _rcpt_counts(s, v, unusual=True)
     return new / seen if seen else 0.0
 
 
